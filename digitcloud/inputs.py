@@ -1,0 +1,581 @@
+"""Anything a user has -> 28x28 uint8 MNIST-style digits (light ink on dark). numpy + Pillow only.
+
+Two steps, so one bad item never stops the batch:
+
+* ``expand(images)`` walks the user's argument(s) and yields one ``Item`` per image it names:
+  a directory or a glob gives its files, an ``[N, H, W]`` array its N digits, a Kaggle CSV its rows.
+* ``Item.load()`` turns one item into a digit with the MNIST recipe (``normalize_image``), or
+  raises ``InputError`` naming the item. ``load_items`` does that for a list, keeping errors as
+  values.
+
+This module is shared with ``predict.py``, so a raw photo gives the same 28x28 in the cloud as
+locally. It never imports torch: a torch tensor is recognised by duck typing.
+
+The MNIST recipe (LeCun et al.): EXIF transpose, grey, light ink on dark, crop to the ink, fit the
+ink's box into 20x20 keeping its aspect ratio (anti-aliased), then place it in 28x28 so its centre
+of mass sits at pixel (14, 14). A 28x28 digit that already looks like that passes through untouched.
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+import io
+import os
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageFilter, ImageOps
+
+from digitcloud.errors import InputError
+
+SIZE = 28
+BOX = 20  # the ink's bounding box is fitted into BOX x BOX, as in MNIST
+MAX_FILE_BYTES = 32 * 1024 * 1024
+MAX_PIXELS = 50_000_000  # a 48 MP phone photo fits; Pillow's own bomb limit is 89 MP
+WORK_SIZE = 512  # photos are shrunk to at most this before the recipe: a digit needs far less
+MIN_CONTRAST = 24.0  # grey levels between paper and ink below which an image counts as blank
+URL_TIMEOUT = (5.0, 20.0)  # connect, read (seconds)
+IMAGE_SUFFIXES = frozenset(
+    {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pbm", ".pnm"}
+)
+# Formats Pillow may try: anything else (PDF, EPS via Ghostscript, …) is refused, whatever the name says.
+IMAGE_FORMATS = ("PNG", "JPEG", "BMP", "GIF", "TIFF", "WEBP", "PPM")
+KAGGLE_PIXELS = 784
+
+
+@dataclass(frozen=True)
+class Item:
+    """One image to classify: where it came from and how to load it."""
+
+    source: str
+    loader: Callable[[], np.ndarray]
+
+    def load(self) -> np.ndarray:
+        return self.loader()
+
+
+# --------------------------------------------------------------------------- the MNIST recipe
+
+
+def _to_grey(img: Image.Image) -> np.ndarray:
+    """Float32 grey levels in [0, 255]; transparency is flattened onto a contrasting backdrop."""
+    if img.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
+        arr = np.asarray(img, dtype=np.float32)
+        top = float(arr.max()) if arr.size else 0.0
+        return arr * (255.0 / top) if top > 255 else arr
+    if img.mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = img.convert("RGBA")
+        alpha = np.asarray(rgba.getchannel("A"), dtype=np.float32) / 255.0
+        grey = np.asarray(rgba.convert("L"), dtype=np.float32)
+        if alpha.min() < 1.0:
+            # Ink drawn on a transparent canvas: put it on white if the ink is dark, else on black.
+            opaque = alpha > 0.5
+            ink = float(grey[opaque].mean()) if opaque.any() else 0.0
+            backdrop = 255.0 if ink < 128 else 0.0
+            grey = grey * alpha + backdrop * (1.0 - alpha)
+        return grey
+    return np.asarray(img.convert("L"), dtype=np.float32)
+
+
+def _is_mnist_shaped(digit: np.ndarray) -> bool:
+    """28x28 uint8, ink inside a 20x20 box, centre of mass within a pixel of (14, 14)."""
+    if digit.shape != (SIZE, SIZE) or digit.dtype != np.uint8:
+        return False
+    rows, cols = np.flatnonzero(digit.any(1)), np.flatnonzero(digit.any(0))
+    if rows.size == 0 or rows[-1] - rows[0] >= BOX or cols[-1] - cols[0] >= BOX:
+        return False
+    mass = digit.astype(np.float64)
+    total = mass.sum()
+    cy = (mass.sum(1) * np.arange(SIZE)).sum() / total
+    cx = (mass.sum(0) * np.arange(SIZE)).sum() / total
+    return abs(cy - 14) <= 1 and abs(cx - 14) <= 1
+
+
+def _ink_is_light(grey: np.ndarray) -> bool:
+    """MNIST is light ink on dark; most photos are dark ink on light paper.
+
+    The paper is what most of the border shows; the ink is whichever extreme lies further from it.
+    """
+    border = np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
+    paper = float(np.median(border))
+    lo, hi = np.percentile(grey, [0.5, 99.5])
+    return (hi - paper) > (paper - lo)
+
+
+def _border(grey: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Row, column and value of every pixel on the image's outer frame."""
+    h, w = grey.shape
+    ys = np.concatenate([np.zeros(w), np.full(w, h - 1), np.arange(h), np.arange(h)]).astype(int)
+    xs = np.concatenate([np.arange(w), np.arange(w), np.zeros(h), np.full(h, w - 1)]).astype(int)
+    return ys, xs, grey[ys, xs]
+
+
+def _flatten_paper(grey: np.ndarray) -> np.ndarray:
+    """Subtract the paper: a plane fitted to the frame's darker pixels, so a light gradient across a
+    photo becomes a flat 0 background. On a clean background this subtracts exactly 0."""
+    ys, xs, values = _border(grey)
+    if min(grey.shape) < 16:
+        return grey - float(np.median(values))
+    keep = values <= np.percentile(values, 70)  # ink touching the frame must not tilt the plane
+    h, w = grey.shape
+    design = np.stack([np.ones(keep.sum()), xs[keep] / w, ys[keep] / h], axis=1)
+    coef, *_ = np.linalg.lstsq(design, values[keep].astype(np.float64), rcond=None)
+    yy, xx = np.mgrid[0:h, 0:w]
+    plane = coef[0] + coef[1] * (xx / w) + coef[2] * (yy / h)
+    return (grey - plane).astype(np.float32)
+
+
+def normalize_grey(grey: np.ndarray) -> np.ndarray:
+    """A grey image (float, any size, either polarity) -> a 28x28 uint8 MNIST-style digit.
+
+    Raises ``InputError`` when there is no ink to find.
+    """
+    if not _ink_is_light(grey):
+        grey = 255.0 - grey
+    if grey.shape == (SIZE, SIZE):
+        candidate = np.clip(np.rint(grey), 0, 255).astype(np.uint8)
+        if _is_mnist_shaped(candidate):
+            return candidate
+    grey = _flatten_paper(grey)
+    _, _, frame = _border(grey)
+    # Paper texture and sensor noise: four robust standard deviations of the frame count as paper.
+    floor = max(0.0, 4 * 1.4826 * float(np.median(np.abs(frame - np.median(frame)))))
+    ink = float(np.percentile(grey, 99.9))
+    if ink - floor < MIN_CONTRAST:
+        raise InputError(f"no digit found: the image is blank (contrast {max(0.0, ink - floor):.0f} of 255)")
+    level = np.clip((grey - floor) / (ink - floor), 0.0, 1.0)
+    # The ink's box: strong ink decides where the digit is (stray specks are ignored), then the
+    # faint anti-aliased edge right around it is kept so a clean digit is cropped exactly.
+    strong = level > 0.25
+    rows, cols = np.flatnonzero(strong.any(1)), np.flatnonzero(strong.any(0))
+    if rows.size == 0:
+        raise InputError("no digit found: no ink stands out from the background")
+    margin = max(1, round(max(rows[-1] - rows[0], cols[-1] - cols[0]) / BOX))
+    top, left = max(0, rows[0] - margin), max(0, cols[0] - margin)
+    window = level[top : rows[-1] + margin + 1, left : cols[-1] + margin + 1]
+    rows, cols = np.flatnonzero(window.any(1)), np.flatnonzero(window.any(0))
+    crop = window[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    h, w = crop.shape
+    scale = BOX / max(h, w)
+    new_w, new_h = max(1, round(w * scale)), max(1, round(h * scale))
+    fitted = Image.fromarray((crop * 255.0).astype(np.float32), mode="F").resize(
+        (new_w, new_h), Image.Resampling.LANCZOS if scale < 1 else Image.Resampling.BILINEAR
+    )
+    patch = np.clip(np.asarray(fitted, dtype=np.float32), 0.0, 255.0)
+    total = float(patch.sum())
+    if total <= 0:
+        raise InputError("no digit found: the ink vanished when fitted into 20x20")
+    cy = float((patch.sum(1) * np.arange(new_h)).sum() / total)
+    cx = float((patch.sum(0) * np.arange(new_w)).sum() / total)
+    top = int(np.clip(round(14 - cy), 0, SIZE - new_h))
+    left = int(np.clip(round(14 - cx), 0, SIZE - new_w))
+    out = np.zeros((SIZE, SIZE), dtype=np.float32)
+    out[top : top + new_h, left : left + new_w] = patch
+    return np.rint(out).astype(np.uint8)
+
+
+def normalize_image(img: Image.Image) -> np.ndarray:
+    """A decoded Pillow image -> a 28x28 digit: EXIF transpose, grey, then ``normalize_grey``."""
+    img = ImageOps.exif_transpose(img) or img
+    if max(img.size) > WORK_SIZE:
+        # Shrinking first keeps big photos cheap; 512 px leaves the ink far more detail than 20 px needs.
+        img = img.copy()
+        img.thumbnail((WORK_SIZE, WORK_SIZE), Image.Resampling.BOX)
+    grey = _to_grey(img)
+    if min(grey.shape) >= 48:
+        # Photos only: a 3x3 median removes sensor noise and paper specks that would widen the crop.
+        grey = np.asarray(Image.fromarray(grey, mode="F").filter(ImageFilter.MedianFilter(3)), dtype=np.float32)
+    return normalize_grey(grey)
+
+
+def normalize_array(arr: Any) -> np.ndarray:
+    """One image as an array: (H, W), (H, W, C) or (1, H, W); uint8/int in 0..255 or float in [0, 1]."""
+    arr = np.asarray(arr)
+    if arr.ndim == 3 and arr.shape[0] == 1:
+        arr = arr[0]
+    if arr.ndim == 3 and arr.shape[-1] in (1, 3, 4):
+        if arr.shape[-1] == 1:
+            arr = arr[..., 0]
+        else:
+            return normalize_image(Image.fromarray(_as_uint8(arr), "RGB" if arr.shape[-1] == 3 else "RGBA"))
+    if arr.ndim != 2:
+        raise InputError(f"expected an image of shape (H, W), (H, W, C) or (1, H, W), got shape {arr.shape}")
+    if min(arr.shape) < 1:
+        raise InputError(f"empty array of shape {arr.shape}")
+    if arr.size > MAX_PIXELS:
+        raise InputError(f"image too large: {arr.shape[1]}x{arr.shape[0]} pixels (limit {MAX_PIXELS:,})")
+    digit = _as_uint8(arr)
+    if _is_mnist_shaped(digit):
+        return np.ascontiguousarray(digit)
+    # Through Pillow like a decoded file, so an array and its PNG give the same digit.
+    return normalize_image(Image.fromarray(np.ascontiguousarray(digit), "L"))
+
+
+def _as_uint8(arr: np.ndarray) -> np.ndarray:
+    """The documented pixel contract: integers in 0..255, or floats in [0, 1]. Nothing is clipped."""
+    kind = arr.dtype.kind
+    if kind == "u" and arr.dtype.itemsize == 1:
+        return arr
+    if kind in "iu":
+        if arr.size and (arr.min() < 0 or arr.max() > 255):
+            raise InputError(f"integer pixels must lie in 0..255, got {arr.min()}..{arr.max()} ({arr.dtype})")
+        return arr.astype(np.uint8)
+    if kind == "f":
+        if not np.isfinite(arr).all():
+            raise InputError(f"pixels contain NaN or infinity ({arr.dtype}, shape {arr.shape})")
+        lo, hi = float(arr.min()), float(arr.max())
+        if lo < 0.0 or hi > 1.0:
+            raise InputError(f"float pixels must lie in [0, 1], got {lo:.3g}..{hi:.3g}; scale 0..255 data by 1/255")
+        return np.rint(arr.astype(np.float32) * 255.0).astype(np.uint8)
+    raise InputError(f"unsupported pixel type {arr.dtype} (use uint8 0..255 or float 0..1)")
+
+
+# --------------------------------------------------------------------------- decoding files and bytes
+
+
+def decode(data: bytes) -> np.ndarray:
+    """Encoded image bytes (PNG, JPEG, WebP, …) -> a 28x28 digit, with size and pixel limits."""
+    if not data:
+        raise InputError("empty file (0 bytes)")
+    if len(data) > MAX_FILE_BYTES:
+        raise InputError(f"file too large: {len(data):,} bytes (limit {MAX_FILE_BYTES:,})")
+    try:
+        with Image.open(io.BytesIO(data), formats=IMAGE_FORMATS) as img:
+            width, height = img.size
+            if width * height > MAX_PIXELS:
+                raise InputError(f"image too large: {width}x{height} pixels (limit {MAX_PIXELS:,})")
+            if img.format == "JPEG":
+                # Let libjpeg decode at 1/2, 1/4 or 1/8 scale when the photo is much larger than needed.
+                img.draft("RGB", (WORK_SIZE, WORK_SIZE))
+            img.load()
+            return normalize_image(img)
+    except InputError:
+        raise
+    except Image.UnidentifiedImageError as exc:
+        kind = _sniff(data)
+        if kind:
+            raise InputError(f"corrupt {kind} file: Pillow cannot decode it") from exc
+        raise InputError("not a supported image (PNG, JPEG, WebP, GIF, BMP, TIFF, PNM)") from exc
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise InputError(f"image too large (decompression bomb guard): {exc}") from exc
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        # Truncated or corrupt data surfaces from load() as OSError / SyntaxError / ValueError.
+        raise InputError(f"corrupt or truncated image: {exc}") from exc
+
+
+_SIGNATURES = {
+    b"\x89PNG\r\n\x1a\n": "PNG",
+    b"\xff\xd8\xff": "JPEG",
+    b"GIF8": "GIF",
+    b"BM": "BMP",
+    b"II*\x00": "TIFF",
+    b"MM\x00*": "TIFF",
+}
+
+
+def _sniff(data: bytes) -> str:
+    """The format the first bytes claim, to tell "corrupt PNG" from "not an image"."""
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WebP"
+    return next((kind for magic, kind in _SIGNATURES.items() if data.startswith(magic)), "")
+
+
+def read_file(path: str | os.PathLike[str]) -> bytes:
+    try:
+        if os.path.isdir(path):
+            raise IsADirectoryError(path)
+        size = os.stat(path).st_size
+        if size > MAX_FILE_BYTES:
+            raise InputError(f"file too large: {size:,} bytes (limit {MAX_FILE_BYTES:,})")
+        with open(path, "rb") as f:
+            return f.read(MAX_FILE_BYTES + 1)
+    except FileNotFoundError as exc:
+        raise InputError("no such file") from exc
+    except IsADirectoryError as exc:
+        raise InputError("is a directory") from exc
+    except PermissionError as exc:
+        raise InputError("permission denied") from exc
+    except OSError as exc:
+        raise InputError(f"cannot read file: {exc.strerror or exc}") from exc
+
+
+def _decode_file(path: str | os.PathLike[str]) -> np.ndarray:
+    return decode(read_file(path))
+
+
+def normalize(image: Any) -> np.ndarray:
+    """One image of any supported single-image kind -> a 28x28 digit (raises ``InputError``)."""
+    items = list(expand(image))
+    if len(items) != 1:
+        raise InputError(f"expected one image, got {len(items)}")
+    return items[0].load()
+
+
+def fetch_url(url: str) -> bytes:
+    """Download an http(s) image with a timeout and a size cap; redirects stay on http(s)."""
+    import requests
+
+    try:
+        with requests.get(url, timeout=URL_TIMEOUT, stream=True) as resp:
+            if resp.url.split(":", 1)[0].lower() not in ("http", "https"):
+                raise InputError("redirected to a non-http(s) URL")
+            if resp.status_code != 200:
+                raise InputError(f"download failed: HTTP {resp.status_code}")
+            declared = resp.headers.get("Content-Length")
+            if declared and declared.isdigit() and int(declared) > MAX_FILE_BYTES:
+                raise InputError(f"file too large: {int(declared):,} bytes (limit {MAX_FILE_BYTES:,})")
+            chunks, size = [], 0
+            for chunk in resp.iter_content(64 * 1024):
+                size += len(chunk)
+                if size > MAX_FILE_BYTES:
+                    raise InputError(f"file too large: over {MAX_FILE_BYTES:,} bytes")
+                chunks.append(chunk)
+            return b"".join(chunks)
+    except requests.RequestException as exc:
+        raise InputError(f"download failed: {type(exc).__name__}") from exc
+
+
+# --------------------------------------------------------------------------- expanding user arguments
+
+
+def list_image_files(folder: str | os.PathLike[str]) -> list[Path]:
+    """The image files directly in ``folder``, by name; other files are ignored."""
+    return sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.is_dir())
+
+
+def _is_url(text: str) -> bool:
+    return text[:8].lower().startswith(("http://", "https://"))
+
+
+def _is_torch_tensor(obj: Any) -> bool:
+    return type(obj).__module__.split(".")[0] == "torch" and hasattr(obj, "detach")
+
+
+def _is_dataframe(obj: Any) -> bool:
+    return hasattr(obj, "columns") and hasattr(obj, "to_numpy") and not isinstance(obj, np.ndarray)
+
+
+def is_batch(images: Any) -> bool:
+    """Whether ``images`` names many images (list out) rather than one (one result out).
+
+    Decided by the kind of input, never by how many images it turns out to hold.
+    """
+    if isinstance(images, (str, os.PathLike)):
+        text = os.fspath(images)
+        if _is_url(text):
+            return False
+        return (
+            os.path.isdir(text) or text.lower().endswith(".csv") or (not os.path.exists(text) and glob.has_magic(text))
+        )
+    if isinstance(images, (bytes, bytearray, memoryview, Image.Image)) or hasattr(images, "read"):
+        return False
+    if _is_torch_tensor(images):
+        return _array_layout(tuple(images.shape), torch_order=True) != "image"
+    if isinstance(images, np.ndarray):
+        return _array_layout(images.shape, torch_order=False) != "image"
+    return _is_dataframe(images) or isinstance(images, Iterable)
+
+
+def _array_layout(shape: tuple[int, ...], torch_order: bool) -> str:
+    """'image', 'batch' (N, H, W), 'batch-channels' (N, C, H, W / N, H, W, C) or 'rows' (N, 784)."""
+    if len(shape) == 2 and shape[1] == KAGGLE_PIXELS and shape[0] != SIZE:
+        return "rows"
+    if len(shape) <= 2:
+        return "image"
+    if len(shape) == 3:
+        if torch_order:
+            # (1, H, W) is what ToTensor gives for one grey image; any other (N, H, W) is a batch,
+            # like MNIST's `.data` tensor. (An RGB image tensor goes in as (1, 3, H, W).)
+            return "image" if shape[0] == 1 else "batch"
+        # numpy's single image is (H, W, C); any other 3-d array is a batch (N, H, W), even N = 1.
+        return "image" if shape[-1] in (1, 3, 4) and shape[0] > 4 else "batch"
+    return "batch-channels"
+
+
+def _array_items(arr: np.ndarray, name: str, torch_order: bool) -> Iterator[Item]:
+    layout = _array_layout(arr.shape, torch_order)
+    if layout == "image":
+        if torch_order and arr.ndim == 3:
+            arr = np.moveaxis(arr, 0, -1)
+        yield Item(f"{name} {arr.shape}", partial(normalize_array, arr))
+    elif layout == "rows":
+        for i in range(arr.shape[0]):
+            yield Item(f"{name}[{i}]", partial(normalize_array, arr[i].reshape(SIZE, SIZE)))
+    elif layout == "batch":
+        for i in range(arr.shape[0]):
+            yield Item(f"{name}[{i}]", partial(normalize_array, arr[i]))
+    elif arr.ndim == 4:
+        for i in range(arr.shape[0]):
+            one = np.moveaxis(arr[i], 0, -1) if torch_order else arr[i]
+            yield Item(f"{name}[{i}]", partial(normalize_array, one))
+    else:
+        yield Item(f"{name} {arr.shape}", lambda: _raise(f"cannot read an array of shape {arr.shape} as images"))
+
+
+def _raise(reason: str) -> np.ndarray:
+    raise InputError(reason)
+
+
+def kaggle_csv_items(path: str | os.PathLike[str]) -> Iterator[Item]:
+    """Rows of a Digit Recognizer CSV: ``pixel0..pixel783`` with or without a leading ``label``.
+
+    Read lazily, one row at a time, so a 28,000-row test.csv never sits in memory as text.
+    """
+    name = repr(os.fspath(path))
+    try:
+        f = open(path, newline="")  # noqa: SIM115  (closed by the `with` below, once the rows are read)
+    except OSError as exc:
+        reason = f"cannot read CSV: {exc.strerror or exc}"
+        yield Item(f"csv {name}", lambda: _raise(reason))
+        return
+    with f:
+        reader = csv.reader(f)
+        header = next(reader, None)
+        if header is None:
+            yield Item(f"csv {name}", lambda: _raise("empty CSV file"))
+            return
+        has_label = bool(header) and header[0].strip().lower() == "label"
+        pixel_header = header[1:] if has_label else header
+        if len(pixel_header) != KAGGLE_PIXELS or not pixel_header[0].strip().lower().startswith("pixel"):
+            yield Item(
+                f"csv {name}",
+                lambda: _raise(
+                    f"not a Digit Recognizer CSV: header needs pixel0..pixel783 (got {len(header)} columns)"
+                ),
+            )
+            return
+        for row_number, row in enumerate(reader, start=1):
+            yield Item(f"csv {name} row {row_number}", partial(_csv_row, row, has_label))
+
+
+def _csv_row(row: list[str], has_label: bool) -> np.ndarray:
+    values = row[1:] if has_label else row
+    if len(values) != KAGGLE_PIXELS:
+        raise InputError(f"expected {KAGGLE_PIXELS} pixel values, got {len(values)}")
+    try:
+        pixels = np.array([int(v) for v in values], dtype=np.int64)
+    except ValueError as exc:
+        raise InputError(f"pixel values must be integers 0..255 ({exc})") from exc
+    return normalize_array(pixels.reshape(SIZE, SIZE))
+
+
+def expand(images: Any) -> Iterator[Item]:
+    """One ``Item`` per image named by ``images``, lazily and in order (see the README's table)."""
+    if isinstance(images, (str, os.PathLike)):
+        yield from _path_items(images)
+    elif isinstance(images, (bytes, bytearray, memoryview)):
+        data = bytes(images)
+        yield Item(f"bytes ({len(data):,} B)", lambda: decode(data))
+    elif isinstance(images, Image.Image):
+        yield Item(f"PIL image {images.mode} {images.size[0]}x{images.size[1]}", lambda: _pil(images))
+    elif hasattr(images, "read"):
+        yield Item(_file_name(images), lambda: decode(_read_stream(images)))
+    elif _is_torch_tensor(images):
+        yield from _array_items(images.detach().cpu().numpy(), "tensor", torch_order=True)
+    elif isinstance(images, np.ndarray):
+        yield from _array_items(images, "array", torch_order=False)
+    elif _is_dataframe(images):
+        yield from _array_items(np.asarray(_dataframe_pixels(images)), "dataframe", torch_order=False)
+    elif isinstance(images, Iterable):
+        for element in images:
+            if isinstance(element, (list, tuple)):
+                # A list inside a list is a mistake more often than a batch: name it, don't guess.
+                kind = type(element).__name__
+                yield Item(f"nested {kind}", lambda: _raise("a list inside the list is not an image; flatten it"))
+            else:
+                yield from expand(element)
+    else:
+        kind = type(images).__name__
+        yield Item(kind, lambda: _raise(f"unsupported input type {kind}"))
+
+
+def _pil(img: Image.Image) -> np.ndarray:
+    width, height = img.size
+    if width * height > MAX_PIXELS:
+        raise InputError(f"image too large: {width}x{height} pixels (limit {MAX_PIXELS:,})")
+    return normalize_image(img)
+
+
+def _dataframe_pixels(frame: Any) -> Any:
+    columns = [str(c) for c in frame.columns]
+    pixels = [c for c in columns if c.startswith("pixel")]
+    if len(pixels) == KAGGLE_PIXELS:
+        return frame[pixels].to_numpy()
+    return frame.to_numpy()
+
+
+def _file_name(f: Any) -> str:
+    name = getattr(f, "name", None)
+    return f"file {name!r}" if isinstance(name, str) else f"file object {type(f).__name__}"
+
+
+def _read_stream(f: Any) -> bytes:
+    data = f.read(MAX_FILE_BYTES + 1)
+    if isinstance(data, str):
+        raise InputError("file is open in text mode; open it with 'rb'")
+    if len(data) > MAX_FILE_BYTES:
+        raise InputError(f"file too large: over {MAX_FILE_BYTES:,} bytes")
+    return bytes(data)
+
+
+def _path_items(path: str | os.PathLike[str]) -> Iterator[Item]:
+    text = os.fspath(path)
+    if _is_url(text):
+        yield Item(f"url {text!r}", lambda: decode(fetch_url(text)))
+    elif os.path.isdir(text):
+        files = list_image_files(text)
+        if not files:
+            yield Item(f"directory {text!r}", lambda: _raise("no image files in this directory"))
+        for file in files:
+            yield Item(repr(str(file)), partial(_decode_file, file))
+    elif text.lower().endswith(".csv"):
+        yield from kaggle_csv_items(text)
+    elif not os.path.exists(text) and glob.has_magic(text):
+        matches = sorted(m for m in glob.glob(text, recursive=True) if Path(m).suffix.lower() in IMAGE_SUFFIXES)
+        if not matches:
+            yield Item(f"glob {text!r}", lambda: _raise("no image files match this pattern"))
+        for match in matches:
+            yield Item(repr(match), partial(_decode_file, match))
+    else:
+        yield Item(repr(text), partial(_decode_file, text))
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """An item after loading: its digit, or the error that names it."""
+
+    index: int
+    source: str
+    digit: np.ndarray | None
+    error: InputError | None
+
+
+def load_item(index: int, item: Item) -> Loaded:
+    try:
+        digit = item.load()
+    except InputError as exc:
+        return Loaded(index, item.source, None, exc.at(index, item.source))
+    except Exception as exc:
+        reason = f"unexpected {type(exc).__name__} while reading: {exc}"
+        return Loaded(index, item.source, None, InputError(reason, index=index, source=item.source))
+    return Loaded(index, item.source, digit, None)
+
+
+def load_items(items: Iterable[Item], start: int = 0) -> list[Loaded]:
+    """Load each item; errors stay in place as values so every item has exactly one outcome."""
+    return [load_item(start + i, item) for i, item in enumerate(items)]
+
+
+def stack(loaded: Iterable[Loaded]) -> np.ndarray:
+    """The successfully loaded digits as one uint8 ``[N, 28, 28]`` array."""
+    digits = [x.digit for x in loaded if x.digit is not None]
+    if not digits:
+        return np.zeros((0, SIZE, SIZE), dtype=np.uint8)
+    return np.stack(digits)

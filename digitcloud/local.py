@@ -1,0 +1,63 @@
+"""The local backend: the bundled model on this machine's CPU (torch imported on first use)."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import numpy as np
+
+from digitcloud import model as spec
+from digitcloud.config import available_cores
+
+_LOCK = threading.Lock()
+_MODELS: dict[tuple[str, str], Any] = {}
+
+
+def cached_model(weights: spec.Weights) -> Any:
+    """The model for ``weights``, loaded (and sha256-checked) once per process."""
+    key = (str(weights.path), weights.sha256)
+    with _LOCK:
+        if key not in _MODELS:
+            torch = spec.import_torch()
+            net = spec.load_model(weights)
+            _MODELS[key] = net.to(memory_format=torch.channels_last)
+        return _MODELS[key]
+
+
+class LocalBackend:
+    """Runs ``[N, 28, 28]`` uint8 digits through the model in batches under ``inference_mode``."""
+
+    name = "local"
+
+    def __init__(
+        self, *, batch_size: int = 256, num_threads: int | None = None, weights: spec.Weights | None = None
+    ) -> None:
+        self.batch_size = batch_size
+        self.num_threads = num_threads or available_cores()
+        self.weights = weights or spec.WEIGHTS
+        self._net: Any = None
+
+    def _model(self) -> Any:
+        if self._net is None:
+            torch = spec.import_torch()
+            # Process-wide in torch; one thread per core is what a 2-core box needs for batch inference.
+            if torch.get_num_threads() != self.num_threads:
+                torch.set_num_threads(self.num_threads)
+            self._net = cached_model(self.weights)
+        return self._net
+
+    def warm_up(self) -> None:
+        self.predict(np.zeros((1, spec.INPUT_SIZE, spec.INPUT_SIZE), dtype=np.uint8))
+
+    def predict(self, digits: np.ndarray) -> np.ndarray:
+        """Probabilities ``[N, 10]`` (float32) for uint8 digits ``[N, 28, 28]``."""
+        torch = spec.import_torch()
+        net = self._model()
+        out = np.empty((len(digits), len(spec.LABELS)), dtype=np.float32)
+        with torch.inference_mode():
+            for start in range(0, len(digits), self.batch_size):
+                x = spec.to_model_input(np.ascontiguousarray(digits[start : start + self.batch_size]))
+                logits = net(x.contiguous(memory_format=torch.channels_last))
+                out[start : start + len(x)] = torch.softmax(logits, dim=1).numpy()
+        return out

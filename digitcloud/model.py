@@ -1,0 +1,145 @@
+"""The one description of the digit model, shared by the local backend, predict.py and train/.
+
+The architecture is torchvision's resnet34 with a 1-channel stem and 10 classes. The stem is
+torchvision's own (7x7 stride-2 conv + 3x3 stride-2 max-pool): on a 28x28 digit it is the only
+variant that reaches the CPU-speed goal (see DESIGN.md, "Stem variant").
+
+torch is imported inside functions, so ``from digitcloud.model import WEIGHTS`` costs nothing and
+``import digitcloud`` never pulls torch in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from digitcloud.errors import MissingDependencyError, WeightsError
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+    from torch import nn
+
+LABELS: tuple[int, ...] = tuple(range(10))
+INPUT_SIZE = 28
+# MNIST's pixel statistics: inputs are uint8 digits, light ink on dark, scaled to [0, 1] first.
+MEAN = 0.1307
+STD = 0.3081
+
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+
+
+@dataclass(frozen=True)
+class Weights:
+    """A weights file bundled with the package, pinned by its sha256."""
+
+    filename: str
+    sha256: str
+
+    @property
+    def path(self) -> Path:
+        return WEIGHTS_DIR / self.filename
+
+    @property
+    def metadata_path(self) -> Path:
+        return self.path.with_suffix(".json")
+
+    def metadata(self) -> dict[str, Any]:
+        """Recipe, data hash and validation numbers written by ``python -m train``."""
+        return json.loads(self.metadata_path.read_text())
+
+
+# Pinned: a file whose sha256 differs is refused. `python -m train` prints the new line to paste here.
+WEIGHTS = Weights(
+    filename="digitcloud-resnet34-v1.safetensors",
+    sha256="a5ba95bfed11dec390605f848927be8705eb057beb8b4f7aa366fc39e465f26a",
+)
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def import_torch() -> Any:
+    """torch, or a MissingDependencyError that names the extra to install."""
+    try:
+        import torch
+        import torchvision  # noqa: F401  (build_model needs it; fail early and clearly)
+    except ImportError as exc:
+        raise MissingDependencyError(
+            "the local model needs torch and torchvision: pip install 'digitcloud[local]'"
+        ) from exc
+    return torch
+
+
+def build_model(pretrained: bool = False) -> nn.Module:
+    """resnet34 with a 1-channel stem and 10 classes, randomly initialised unless ``pretrained``.
+
+    ``pretrained`` starts from torchvision's ImageNet weights (downloaded, so online only): the
+    first conv's RGB filters are summed into one grey filter, and the classifier is replaced.
+    """
+    torch = import_torch()
+    from torchvision.models import ResNet34_Weights, resnet34
+
+    if pretrained:
+        net = resnet34(weights=ResNet34_Weights.IMAGENET1K_V1)
+        rgb = net.conv1.weight.detach()
+        net.fc = torch.nn.Linear(net.fc.in_features, len(LABELS))
+    else:
+        net = resnet34(weights=None, num_classes=len(LABELS))
+    net.conv1 = torch.nn.Conv2d(1, 64, kernel_size=7, stride=2, padding=3, bias=False)
+    if pretrained:
+        with torch.no_grad():
+            net.conv1.weight.copy_(rgb.sum(dim=1, keepdim=True))
+    return net
+
+
+def verify_weights(path: Path, expected_sha256: str) -> None:
+    """Refuse a weights file that is missing or whose sha256 is not the pinned one."""
+    if not path.is_file():
+        raise WeightsError(f"weights file not found: {str(path)!r}")
+    actual = sha256_of(path)
+    if actual != expected_sha256:
+        raise WeightsError(
+            f"weights file {str(path)!r} has sha256 {actual}, expected {expected_sha256}; refusing to load it"
+        )
+
+
+def load_model(
+    weights: Weights | None = None,
+    *,
+    path: Path | None = None,
+    sha256: str | None = None,
+    device: str = "cpu",
+) -> nn.Module:
+    """The model in eval mode with verified weights, as float32 on ``device``.
+
+    By default the bundled ``WEIGHTS``; ``path`` + ``sha256`` load another file (a fresh training
+    run, say) under the same check.
+    """
+    torch = import_torch()
+    from safetensors.torch import load_file
+
+    weights = weights or WEIGHTS
+    path = Path(path) if path is not None else weights.path
+    verify_weights(path, sha256 or weights.sha256)
+    state = load_file(str(path), device="cpu")
+    net = build_model()
+    net.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
+    net.eval()
+    return net.to(device=torch.device(device))
+
+
+def to_model_input(digits: np.ndarray, device: str | torch.device = "cpu") -> torch.Tensor:
+    """uint8 ``[N, 28, 28]`` digits (light ink on dark) -> normalised float ``[N, 1, 28, 28]``."""
+    torch = import_torch()
+    x = torch.from_numpy(digits).to(device=device, non_blocking=True)
+    x = x.unsqueeze(1).float().div_(255.0)
+    return x.sub_(MEAN).div_(STD)

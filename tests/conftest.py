@@ -1,0 +1,76 @@
+from __future__ import annotations
+
+import gzip
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.synthetic import draw_digit
+
+SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test sees the developer's Replicate token or digitcloud settings."""
+    import os
+
+    for name in list(os.environ):
+        if name.startswith(("REPLICATE_", "DIGITCLOUD_")):
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(1234)
+
+
+def stroke_digits(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` drawn digits normalised to MNIST style, and their labels (0..9 cycling)."""
+    from digitcloud.inputs import normalize_grey
+
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % 10
+    images = np.stack([normalize_grey(np.asarray(draw_digit(int(d), rng, 56), dtype=np.float32)) for d in labels])
+    return images, labels
+
+
+@pytest.fixture(scope="session")
+def digits() -> tuple[np.ndarray, np.ndarray]:
+    return stroke_digits(40)
+
+
+def write_idx(folder: Path, images: np.ndarray, labels: np.ndarray, gz: bool = True) -> None:
+    """MNIST's IDX format: big-endian magic, dims, then the raw uint8 data."""
+    folder.mkdir(parents=True, exist_ok=True)
+    image_bytes = struct.pack(">IIII", 0x0803, len(images), 28, 28) + images.astype(np.uint8).tobytes()
+    label_bytes = struct.pack(">II", 0x0801, len(labels)) + labels.astype(np.uint8).tobytes()
+    opener = gzip.open if gz else open
+    suffix = ".gz" if gz else ""
+    with opener(folder / f"train-images-idx3-ubyte{suffix}", "wb") as f:
+        f.write(image_bytes)
+    with opener(folder / f"train-labels-idx1-ubyte{suffix}", "wb") as f:
+        f.write(label_bytes)
+
+
+def write_kaggle_csv(path: Path, images: np.ndarray, labels: np.ndarray | None) -> None:
+    header = (["label"] if labels is not None else []) + [f"pixel{i}" for i in range(784)]
+    lines = [",".join(header)]
+    for i, img in enumerate(images):
+        values = ([str(int(labels[i]))] if labels is not None else []) + [str(int(v)) for v in img.reshape(-1)]
+        lines.append(",".join(values))
+    path.write_text("\n".join(lines) + "\n")
+
+
+@pytest.fixture(scope="session")
+def mnist_validation() -> tuple[np.ndarray, np.ndarray]:
+    """The last 2,000 digits of ../shared/data/mnist (never trained on), when that data is present."""
+    if not (SHARED_MNIST / "train-images-idx3-ubyte.gz").exists():
+        pytest.skip("../shared/data/mnist is not present")
+    with gzip.open(SHARED_MNIST / "train-images-idx3-ubyte.gz") as f:
+        images = np.frombuffer(f.read(), np.uint8, offset=16).reshape(-1, 28, 28)
+    with gzip.open(SHARED_MNIST / "train-labels-idx1-ubyte.gz") as f:
+        labels = np.frombuffer(f.read(), np.uint8, offset=8).astype(np.int64)
+    return images[-2000:], labels[-2000:]

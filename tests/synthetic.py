@@ -1,0 +1,150 @@
+"""Digits the project draws itself: pen strokes for 0-9, and "photos" of them on paper.
+
+Used by the tests, the benchmarks and ``examples/`` (no MNIST-derived file is ever committed).
+Regenerate the examples with ``python -m tests.synthetic examples/``.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFilter
+
+Stroke = list[tuple[float, float]]
+
+
+def _arc(cx: float, cy: float, rx: float, ry: float, start: float, stop: float, n: int = 24) -> Stroke:
+    """Points on an ellipse, angles in degrees (0 = right, 90 = down: screen coordinates)."""
+    angles = np.radians(np.linspace(start, stop, n))
+    return [(cx + rx * math.cos(a), cy + ry * math.sin(a)) for a in angles]
+
+
+# Each digit as strokes in a unit box (x right, y down), drawn the way people write them.
+TEMPLATES: dict[int, list[Stroke]] = {
+    0: [_arc(0.5, 0.5, 0.3, 0.45, 0, 360, 40)],
+    1: [[(0.36, 0.2), (0.55, 0.04), (0.55, 0.96)]],
+    2: [[*_arc(0.5, 0.3, 0.28, 0.25, 200, 380), (0.2, 0.95), (0.84, 0.95)]],
+    3: [_arc(0.5, 0.28, 0.25, 0.23, 200, 450), _arc(0.5, 0.72, 0.28, 0.25, 270, 520)],
+    4: [[(0.66, 0.96), (0.66, 0.04), (0.14, 0.66), (0.88, 0.66)]],
+    5: [[(0.76, 0.05), (0.3, 0.05), (0.27, 0.47), *_arc(0.48, 0.68, 0.28, 0.26, 215, 500)]],
+    6: [[(0.7, 0.04), (0.4, 0.33), (0.26, 0.68), *_arc(0.48, 0.72, 0.22, 0.22, 180, 540, 36)]],
+    7: [[(0.14, 0.06), (0.86, 0.06), (0.42, 0.96)]],
+    8: [_arc(0.5, 0.27, 0.21, 0.22, 0, 360, 32), _arc(0.5, 0.72, 0.26, 0.24, 0, 360, 32)],
+    9: [_arc(0.5, 0.3, 0.24, 0.23, 0, 360, 32), [(0.74, 0.3), (0.62, 0.96)]],
+}
+
+
+def draw_digit(digit: int, rng: np.random.Generator, size: int = 112, width: float | None = None) -> Image.Image:
+    """A hand-drawn-looking digit: white ink on black, ``size`` px square, with random wobble,
+    slant and stroke width."""
+    scale = 4  # draw big, shrink with anti-aliasing
+    canvas = size * scale
+    img = Image.new("L", (canvas, canvas), 0)
+    draw = ImageDraw.Draw(img)
+    angle = math.radians(rng.uniform(-10, 10))
+    shear = rng.uniform(-0.25, 0.1)
+    sx, sy = rng.uniform(0.75, 1.0), rng.uniform(0.9, 1.0)
+    stroke = (width if width is not None else rng.uniform(0.07, 0.12)) * canvas * 0.7
+    for points in TEMPLATES[digit]:
+        pts = np.array(points) + rng.normal(0, 0.012, (len(points), 2))
+        pts -= 0.5
+        pts[:, 0] = pts[:, 0] * sx + shear * pts[:, 1]
+        pts[:, 1] *= sy
+        rot = np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
+        pts = pts @ rot.T * 0.7 + 0.5
+        xy = [(float(x * canvas), float(y * canvas)) for x, y in pts]
+        draw.line(xy, fill=255, width=max(1, int(stroke)), joint="curve")
+        r = stroke / 2
+        for x, y in (xy[0], xy[-1]):  # round pen tips
+            draw.ellipse((x - r, y - r, x + r, y + r), fill=255)
+    return img.resize((size, size), Image.Resampling.LANCZOS)
+
+
+PAPERS = {
+    "white": (246, 246, 244),
+    "cream": (242, 232, 205),
+    "grey": (200, 200, 198),
+    "blue": (214, 226, 242),
+}
+
+
+def photograph(
+    ink: Image.Image,
+    rng: np.random.Generator,
+    *,
+    size: tuple[int, int] = (640, 480),
+    paper: str = "white",
+    digit_height: float = 0.45,
+    offset: tuple[float, float] | None = None,
+    noise: float = 6.0,
+    blur: float = 0.8,
+    light_gradient: float = 0.15,
+) -> Image.Image:
+    """``ink`` (white on black) as a dark-ink-on-paper RGB photo: placed off-centre, with an uneven
+    light gradient, a little blur and sensor noise."""
+    w, h = size
+    side = max(8, int(min(w, h) * digit_height))
+    glyph = np.asarray(ink.resize((side, side), Image.Resampling.BICUBIC), dtype=np.float32) / 255.0
+    if offset is None:
+        offset = (rng.uniform(0.1, 0.9), rng.uniform(0.15, 0.85))
+    x0 = int(np.clip(offset[0] * w - side / 2, 0, w - side))
+    y0 = int(np.clip(offset[1] * h - side / 2, 0, h - side))
+    coverage = np.zeros((h, w), dtype=np.float32)
+    coverage[y0 : y0 + side, x0 : x0 + side] = glyph
+    paper_rgb = np.array(PAPERS[paper], dtype=np.float32)
+    pen = np.array([25, 28, 60], dtype=np.float32) + rng.uniform(-10, 10, 3)
+    img = paper_rgb * (1 - coverage[..., None]) + pen * coverage[..., None]
+    ramp = np.linspace(1 - light_gradient, 1.0, w, dtype=np.float32)[None, :, None]
+    img = img * ramp + rng.normal(0, noise, img.shape)
+    photo = Image.fromarray(np.clip(img, 0, 255).astype(np.uint8), "RGB")
+    return photo.filter(ImageFilter.GaussianBlur(blur)) if blur else photo
+
+
+def encode(img: Image.Image, fmt: str = "PNG", exif_orientation: int | None = None, **params: object) -> bytes:
+    """Encode ``img``; with ``exif_orientation`` the pixels are stored rotated and the EXIF tag
+    says how to turn them upright (6: the camera was turned 90° clockwise)."""
+    buf = io.BytesIO()
+    if exif_orientation is not None:
+        exif = Image.Exif()
+        exif[0x0112] = exif_orientation
+        stored = {3: Image.Transpose.ROTATE_180, 6: Image.Transpose.ROTATE_90, 8: Image.Transpose.ROTATE_270}
+        img = img.transpose(stored[exif_orientation])
+        params["exif"] = exif.tobytes()
+    img.save(buf, fmt, **params)
+    return buf.getvalue()
+
+
+def write_examples(folder: Path, seed: int = 7) -> list[Path]:
+    """The images in examples/: photo-style digits of each kind a user might have."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    specs = [
+        (0, "white", (400, 300), "PNG"),
+        (1, "cream", (320, 240), "JPEG"),
+        (2, "white", (300, 400), "PNG"),
+        (3, "grey", (480, 360), "JPEG"),
+        (4, "blue", (360, 360), "PNG"),
+        (5, "white", (600, 450), "JPEG"),
+        (6, "cream", (240, 320), "PNG"),
+        (7, "white", (800, 600), "JPEG"),
+        (8, "blue", (300, 300), "WEBP"),
+        (9, "white", (360, 270), "PNG"),
+    ]
+    names = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+    for digit, paper, size, fmt in specs:
+        photo = photograph(draw_digit(digit, rng), rng, size=size, paper=paper)
+        suffix = {"PNG": ".png", "JPEG": ".jpg", "WEBP": ".webp"}[fmt]
+        path = folder / f"{names[digit]}{suffix}"
+        path.write_bytes(encode(photo, fmt, **({"quality": 90} if fmt != "PNG" else {})))
+        written.append(path)
+    return written
+
+
+if __name__ == "__main__":
+    for p in write_examples(Path(sys.argv[1] if len(sys.argv) > 1 else "examples")):
+        print(p)

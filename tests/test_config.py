@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+import pytest
+
+from digitcloud.config import Settings
+from digitcloud.errors import ConfigError
+
+
+def test_argument_beats_environment_beats_default() -> None:
+    env = {"DIGITCLOUD_BATCH_SIZE": "64", "DIGITCLOUD_BACKEND": "local", "DIGITCLOUD_OFFLINE": "1"}
+    assert Settings.resolve(environ={}) == Settings()
+    from_env = Settings.resolve(environ=env)
+    assert (from_env.batch_size, from_env.backend, from_env.offline) == (64, "local", True)
+    assert Settings.resolve(batch_size=8, backend="auto", offline=False, environ=env) == Settings(
+        backend="auto", batch_size=8, offline=False
+    )
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "env", "message"),
+    [
+        ({"backend": "gpu"}, {}, "backend must be one of"),
+        ({"batch_size": 0}, {}, "batch_size must be at least 1"),
+        ({"num_threads": 0}, {}, "num_threads"),
+        ({}, {"DIGITCLOUD_BATCH_SIZE": "lots"}, "DIGITCLOUD_BATCH_SIZE must be an integer"),
+    ],
+)
+def test_bad_settings_name_what_is_wrong(kwargs: dict, env: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        Settings.resolve(environ=env, **kwargs)
+
+
+def test_environment_is_read_when_the_client_is_built(monkeypatch: pytest.MonkeyPatch) -> None:
+    from digitcloud import Client
+
+    monkeypatch.setenv("DIGITCLOUD_BATCH_SIZE", "32")
+    assert Client().settings.batch_size == 32
+    monkeypatch.setenv("DIGITCLOUD_BATCH_SIZE", "16")
+    assert Client().settings.batch_size == 16

@@ -1,0 +1,329 @@
+"""digitcloud.inputs: every input kind -> the same 28x28 digit; every bad input -> a named error."""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import io
+import struct
+import threading
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from digitcloud import inputs
+from digitcloud.errors import InputError
+from tests.conftest import write_kaggle_csv
+from tests.synthetic import draw_digit, encode, photograph
+
+
+def load_all(images: object) -> list[inputs.Loaded]:
+    return inputs.load_items(inputs.expand(images))
+
+
+@pytest.fixture
+def seven(rng: np.random.Generator) -> Image.Image:
+    """A clean drawn 7, white ink on black, 112x112."""
+    return draw_digit(7, rng)
+
+
+@pytest.fixture
+def seven_digit(seven: Image.Image) -> np.ndarray:
+    return inputs.normalize(seven)
+
+
+# ----------------------------------------------------------------------------- the MNIST recipe
+
+
+def test_normalised_digit_matches_the_mnist_conventions(seven_digit: np.ndarray) -> None:
+    # given a drawn digit run through the recipe
+    d = seven_digit
+    # then it is 28x28 uint8, light on dark, ink fitted into 20x20, centre of mass at (14, 14)
+    assert d.shape == (28, 28) and d.dtype == np.uint8
+    rows, cols = np.flatnonzero(d.any(1)), np.flatnonzero(d.any(0))
+    assert max(rows[-1] - rows[0] + 1, cols[-1] - cols[0] + 1) == 20
+    assert d[0].max() == 0 and d[-1].max() == 0 and d.max() >= 250
+    mass = d.astype(float)
+    cy = (mass.sum(1) * np.arange(28)).sum() / mass.sum()
+    cx = (mass.sum(0) * np.arange(28)).sum() / mass.sum()
+    assert abs(cy - 14) <= 0.5 and abs(cx - 14) <= 0.5
+
+
+def test_mnist_shaped_digits_pass_through_unchanged(digits: tuple[np.ndarray, np.ndarray]) -> None:
+    images, _ = digits
+    for img in images:
+        out = inputs.normalize(img)
+        assert out.dtype == np.uint8
+        np.testing.assert_array_equal(out, img)
+
+
+def test_real_mnist_digits_pass_through_unchanged(mnist_validation: tuple[np.ndarray, np.ndarray]) -> None:
+    images, _ = mnist_validation
+    changed = [i for i, img in enumerate(images) if not np.array_equal(inputs.normalize(img), img)]
+    assert changed == []
+
+
+def test_inverted_mnist_digit_is_flipped_back_exactly(digits: tuple[np.ndarray, np.ndarray]) -> None:
+    img = digits[0][3]
+    np.testing.assert_array_equal(inputs.normalize(255 - img), img)
+
+
+def test_polarity_is_detected_both_ways(seven: Image.Image) -> None:
+    light_on_dark = inputs.normalize(seven)
+    dark_on_light = inputs.normalize(Image.fromarray(255 - np.asarray(seven)))
+    np.testing.assert_array_equal(light_on_dark, dark_on_light)
+
+
+def test_off_centre_28x28_digit_is_recentred(seven_digit: np.ndarray) -> None:
+    shifted = np.roll(seven_digit, (-3, 4), axis=(0, 1))
+    np.testing.assert_array_equal(inputs.normalize(shifted), seven_digit)
+
+
+def test_photo_on_tinted_paper_gives_nearly_the_clean_digit(seven: Image.Image, seven_digit: np.ndarray) -> None:
+    rng = np.random.default_rng(5)
+    for paper in ("white", "cream", "grey", "blue"):
+        photo = photograph(seven, rng, size=(900, 700), paper=paper, offset=(0.8, 0.25))
+        digit = inputs.normalize(encode(photo, "JPEG", quality=85))
+        # same shape of ink, placed the same way: mean absolute difference of a few grey levels
+        assert np.abs(digit.astype(int) - seven_digit.astype(int)).mean() < 20, paper
+
+
+def test_exif_rotated_photo_is_turned_upright(seven: Image.Image) -> None:
+    photo = photograph(seven, np.random.default_rng(2), size=(400, 300), noise=0, blur=0)
+    upright = inputs.normalize(encode(photo, "PNG"))
+    for orientation in (3, 6, 8):
+        rotated = inputs.normalize(encode(photo, "PNG", exif_orientation=orientation))
+        np.testing.assert_array_equal(rotated, upright)
+
+
+def test_alpha_png_with_dark_ink_on_transparency(seven: Image.Image, seven_digit: np.ndarray) -> None:
+    rgba = Image.new("RGBA", seven.size, (0, 0, 0, 0))
+    rgba.putalpha(seven)  # black ink whose opacity is the stroke
+    np.testing.assert_array_equal(inputs.normalize(encode(rgba, "PNG")), seven_digit)
+
+
+def test_unusual_modes_decode(seven: Image.Image) -> None:
+    for img in (seven.convert("P"), seven.convert("I;16"), seven.convert("CMYK"), seven.convert("1")):
+        digit = inputs.normalize(img)
+        assert digit.shape == (28, 28) and digit.max() > 200, img.mode
+
+
+# ----------------------------------------------------------------------------- each input kind
+
+
+def test_every_input_kind_gives_the_same_digit(tmp_path: Path, seven: Image.Image, seven_digit: np.ndarray) -> None:
+    png = encode(seven, "PNG")
+    (tmp_path / "seven.png").write_bytes(png)
+    arr = np.asarray(seven)
+    kinds: dict[str, object] = {
+        "str path": str(tmp_path / "seven.png"),
+        "Path": tmp_path / "seven.png",
+        "bytes": png,
+        "bytearray": bytearray(png),
+        "file object": io.BytesIO(png),
+        "PIL": seven,
+        "uint8 HxW": arr,
+        "float HxW": arr.astype(np.float64) / 255.0,
+        "int64 HxW": arr.astype(np.int64),
+        "HxWx1": arr[..., None],
+        "HxWx3": np.repeat(arr[..., None], 3, axis=2),
+    }
+    for kind, value in kinds.items():
+        (item,) = list(inputs.expand(value))
+        np.testing.assert_array_equal(item.load(), seven_digit, err_msg=kind)
+        assert not inputs.is_batch(value), kind
+
+
+def test_directory_gives_its_image_files_in_name_order(tmp_path: Path, rng: np.random.Generator) -> None:
+    for name, digit in (("b.png", 1), ("a.jpg", 2), ("c.webp", 3)):
+        (tmp_path / name).write_bytes(encode(draw_digit(digit, rng), name.split(".")[1].replace("jpg", "jpeg")))
+    (tmp_path / "notes.txt").write_text("not an image")
+    (tmp_path / "sub").mkdir()
+    loaded = load_all(tmp_path)
+    assert [Path(eval(x.source)).name for x in loaded] == ["a.jpg", "b.png", "c.webp"]
+    assert all(x.error is None for x in loaded)
+    assert inputs.is_batch(tmp_path) and inputs.is_batch(str(tmp_path))
+
+
+def test_glob_pattern(tmp_path: Path, rng: np.random.Generator) -> None:
+    for i in range(3):
+        (tmp_path / f"d{i}.png").write_bytes(encode(draw_digit(i, rng)))
+    (tmp_path / "other.jpg").write_bytes(encode(draw_digit(5, rng), "JPEG"))
+    pattern = str(tmp_path / "d*.png")
+    assert inputs.is_batch(pattern)
+    assert [Path(eval(x.source)).name for x in load_all(pattern)] == ["d0.png", "d1.png", "d2.png"]
+
+
+def test_numpy_batch_and_layouts(digits: tuple[np.ndarray, np.ndarray]) -> None:
+    images = digits[0][:5]
+    assert inputs.is_batch(images)
+    loaded = load_all(images)
+    assert [x.source for x in loaded] == [f"array[{i}]" for i in range(5)]
+    np.testing.assert_array_equal(inputs.stack(loaded), images)
+    # N x H x W x 1 and flattened Kaggle-style rows N x 784
+    np.testing.assert_array_equal(inputs.stack(load_all(images[..., None])), images)
+    np.testing.assert_array_equal(inputs.stack(load_all(images.reshape(5, 784))), images)
+
+
+def test_torch_tensors_without_importing_torch_in_inputs(digits: tuple[np.ndarray, np.ndarray]) -> None:
+    torch = pytest.importorskip("torch")
+    images = digits[0][:4]
+    t = torch.from_numpy(images)
+    assert not inputs.is_batch(t[0]) and not inputs.is_batch(t[0][None])  # HxW and 1xHxW (ToTensor)
+    np.testing.assert_array_equal(inputs.normalize(t[0]), images[0])
+    np.testing.assert_array_equal(inputs.normalize(t[0][None].float() / 255), images[0])
+    np.testing.assert_array_equal(inputs.stack(load_all(t)), images)  # N x H x W
+    np.testing.assert_array_equal(inputs.stack(load_all(t[:, None].float() / 255)), images)  # N x 1 x H x W
+    assert "torch" not in inputs.__dict__
+
+
+@pytest.mark.parametrize("with_label", [True, False])
+def test_kaggle_csv_rows(tmp_path: Path, digits: tuple[np.ndarray, np.ndarray], with_label: bool) -> None:
+    images, labels = digits
+    path = tmp_path / "test.csv"
+    write_kaggle_csv(path, images[:6], labels[:6] if with_label else None)
+    loaded = load_all(str(path))
+    assert [x.source for x in loaded] == [f"csv {str(path)!r} row {i}" for i in range(1, 7)]
+    np.testing.assert_array_equal(inputs.stack(loaded), images[:6])
+
+
+def test_dataframe_with_pixel_columns(digits: tuple[np.ndarray, np.ndarray]) -> None:
+    pd = pytest.importorskip("pandas")
+    images, labels = digits
+    frame = pd.DataFrame(images[:3].reshape(3, -1), columns=[f"pixel{i}" for i in range(784)])
+    frame.insert(0, "label", labels[:3])
+    np.testing.assert_array_equal(inputs.stack(load_all(frame)), images[:3])
+
+
+class _Handler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args: object) -> None:  # keep test output quiet
+        pass
+
+
+@pytest.fixture
+def http_root(tmp_path: Path):  # type: ignore[no-untyped-def]
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Handler, directory=str(tmp_path)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield tmp_path, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_url_is_downloaded(http_root: tuple[Path, str], seven: Image.Image, seven_digit: np.ndarray) -> None:
+    root, base = http_root
+    (root / "seven.png").write_bytes(encode(seven))
+    assert not inputs.is_batch(f"{base}/seven.png")
+    np.testing.assert_array_equal(inputs.normalize(f"{base}/seven.png"), seven_digit)
+    (missing,) = load_all([f"{base}/missing.png"])
+    assert missing.error is not None and "HTTP 404" in str(missing.error) and "missing.png" in str(missing.error)
+
+
+def test_url_download_is_capped(http_root: tuple[Path, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    root, base = http_root
+    (root / "big.png").write_bytes(b"\0" * 5000)
+    monkeypatch.setattr(inputs, "MAX_FILE_BYTES", 1000)
+    (item,) = load_all(f"{base}/big.png")
+    assert item.error is not None and "too large" in item.error.reason
+
+
+# ----------------------------------------------------------------------------- bad inputs
+
+
+def _png_header_only(width: int, height: int) -> bytes:
+    """A PNG that claims width x height pixels but carries almost no data (a decompression bomb)."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+
+def _bad_inputs(tmp_path: Path, seven: Image.Image) -> dict[str, tuple[object, str]]:
+    png = encode(seven)
+    corrupt = bytearray(png)
+    corrupt[29] ^= 0xFF  # inside the IHDR chunk: its CRC no longer matches
+    jpeg = encode(seven.convert("RGB"), "JPEG")
+    (tmp_path / "empty.png").write_bytes(b"")
+    (tmp_path / "hello.png").write_text("hello, not an image")
+    (tmp_path / "no-images").mkdir()
+    return {
+        "corrupt png": (bytes(corrupt), "corrupt"),
+        "truncated jpeg": (jpeg[: len(jpeg) // 2], "truncated"),
+        "0-byte file": (str(tmp_path / "empty.png"), "empty file"),
+        "text as .png": (str(tmp_path / "hello.png"), "not a supported image"),
+        "missing path": (str(tmp_path / "missing.png"), "no such file"),
+        "empty directory": (str(tmp_path / "no-images"), "no image files"),
+        "bomb over Pillow's limit": (_png_header_only(100_000, 100_000), "too large"),
+        "bomb over our limit": (_png_header_only(9000, 9000), "too large"),
+        "NaN": (np.full((28, 28), np.nan), "NaN"),
+        "inf": (np.where(np.eye(28) > 0, np.inf, 0.0), "NaN or infinity"),
+        "float above 1": (np.full((28, 28), 3.0), "[0, 1]"),
+        "int above 255": (np.full((28, 28), 300, dtype=np.int64), "0..255"),
+        "bool": (np.ones((28, 28), dtype=bool), "unsupported pixel type"),
+        "complex": (np.ones((28, 28), dtype=complex), "unsupported pixel type"),
+        "object": (np.array([[object()] * 28] * 28), "unsupported pixel type"),
+        "5-d array": (np.zeros((2, 2, 2, 28, 28), dtype=np.uint8), "shape"),
+        "empty array": (np.zeros((0, 28), dtype=np.uint8), "empty array"),
+        "blank image": (np.zeros((64, 64), dtype=np.uint8), "blank"),
+        "blank paper photo": (Image.new("RGB", (300, 200), (240, 240, 235)), "blank"),
+        "nested list": ([png], "list inside the list"),
+        "unsupported type": (12345, "unsupported input type int"),
+        "text-mode file": (io.StringIO("abc"), "text mode"),
+    }
+
+
+def test_each_bad_input_is_a_named_error_and_neighbours_succeed(
+    tmp_path: Path, seven: Image.Image, seven_digit: np.ndarray
+) -> None:
+    bad = _bad_inputs(tmp_path, seven)
+    batch: list[object] = []
+    for value, _ in bad.values():
+        batch += [seven, value]
+    batch.append(seven)
+    loaded = load_all(batch)
+    assert len(loaded) == 2 * len(bad) + 1
+    assert [x.index for x in loaded] == list(range(len(loaded)))
+    for k, (name, (_, expected)) in enumerate(bad.items()):
+        good, failed = loaded[2 * k], loaded[2 * k + 1]
+        np.testing.assert_array_equal(good.digit, seven_digit)
+        assert failed.digit is None and isinstance(failed.error, InputError), name
+        message = str(failed.error)
+        assert message.startswith(f"item {2 * k + 1} ("), (name, message)
+        assert expected in message, (name, message)
+    np.testing.assert_array_equal(loaded[-1].digit, seven_digit)
+
+
+def test_bad_csv_rows_are_named_and_good_rows_kept(tmp_path: Path, digits: tuple[np.ndarray, np.ndarray]) -> None:
+    images, labels = digits
+    path = tmp_path / "train.csv"
+    write_kaggle_csv(path, images[:3], labels[:3])
+    lines = path.read_text().splitlines()
+    lines.insert(2, "1," + ",".join(["0"] * 783))  # one pixel short
+    lines.insert(3, "1," + ",".join(["x"] * 784))  # not integers
+    path.write_text("\n".join(lines) + "\n")
+    loaded = load_all(str(path))
+    assert [x.error is None for x in loaded] == [True, False, False, True, True]
+    assert "row 2" in str(loaded[1].error) and "got 783" in str(loaded[1].error)
+    assert "row 3" in str(loaded[2].error) and "integers" in str(loaded[2].error)
+    np.testing.assert_array_equal(inputs.stack(loaded), images[:3])
+
+
+def test_csv_without_pixel_header_is_one_named_error(tmp_path: Path) -> None:
+    path = tmp_path / "other.csv"
+    path.write_text("a,b,c\n1,2,3\n")
+    (item,) = load_all(str(path))
+    assert item.error is not None and "pixel0..pixel783" in str(item.error) and "other.csv" in str(item.error)
+
+
+def test_unexpected_decoder_failure_is_contained(monkeypatch: pytest.MonkeyPatch, seven: Image.Image) -> None:
+    def boom(img: Image.Image) -> np.ndarray:
+        raise RuntimeError("decoder bug")
+
+    monkeypatch.setattr(inputs, "normalize_image", boom)
+    (item,) = load_all([encode(seven)])
+    assert isinstance(item.error, InputError) and "RuntimeError" in str(item.error)
