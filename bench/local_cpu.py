@@ -23,6 +23,16 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def import_seconds(repeats: int = 5) -> float:
     code = "import time; t = time.perf_counter(); import digitcloud; print(time.perf_counter() - t)"
     runs = [
@@ -82,8 +92,7 @@ def main() -> None:
         naive = len(x) / (time.perf_counter() - t)
     assert naive_labels == [r.digit for r in results[: args.naive]]
 
-    cpu = platform.processor() or platform.machine()
-    print(f"machine: {cpu}, {torch.get_num_threads()} torch threads, torch {torch.__version__}")
+    print(f"machine: {cpu_name()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}")
     print(f"import digitcloud:                 {seconds_import * 1000:8.0f} ms (median of 5, fresh interpreter)")
     print(f"classify(), batch {args.batch_size}, {len(digits)} digits: {batched:8.0f} digits/s")
     print(f"naive loop, 1 digit per call:      {naive:8.0f} digits/s ({len(x)} digits)")

@@ -22,6 +22,7 @@ import csv
 import glob
 import io
 import os
+import zipfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import partial
@@ -306,7 +307,8 @@ def read_file(path: str | os.PathLike[str]) -> bytes:
         raise InputError(f"cannot read file: {exc.strerror or exc}") from exc
 
 
-def _decode_file(path: str | os.PathLike[str]) -> np.ndarray:
+def decode_file(path: str | os.PathLike[str]) -> np.ndarray:
+    """One image file -> a 28x28 digit, whatever its name says (raises ``InputError``)."""
     return decode(read_file(path))
 
 
@@ -340,6 +342,81 @@ def fetch_url(url: str) -> bytes:
             return b"".join(chunks)
     except requests.RequestException as exc:
         raise InputError(f"download failed: {type(exc).__name__}") from exc
+
+
+# --------------------------------------------------------------------------- batch files (wire contract v1)
+
+MAX_BATCH_DIGITS = 250_000  # 196 MB of digits; the contract promises at least 100,000
+BATCH_KEY = "digits"  # the array's name inside an .npz
+
+
+def read_digits_file(path: str | os.PathLike[str], max_digits: int = MAX_BATCH_DIGITS) -> np.ndarray:
+    """A batch file of the wire contract: ``.npy``, or ``.npz`` with one array (named ``digits``),
+    holding already-normalised uint8 ``[N, 28, 28]`` digits. Never unpickles; the header is checked
+    before any data is read, so a file claiming a billion digits costs nothing."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(6)
+            f.seek(0)
+            if head.startswith(b"\x93NUMPY"):
+                return _read_npy(f, max_digits)
+        if head.startswith(b"PK"):
+            return _read_npz(path, max_digits)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        if isinstance(exc, InputError):
+            raise
+        raise InputError(f"corrupt batch file: {exc}") from exc
+    raise InputError("a batch file must be .npy or .npz (numpy's formats) holding uint8 [N, 28, 28]")
+
+
+def _read_npy(f: Any, max_digits: int) -> np.ndarray:
+    version = np.lib.format.read_magic(f)
+    if version == (1, 0):
+        shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+    else:
+        shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+    _check_batch(shape, dtype, max_digits)
+    count = int(np.prod(shape))
+    data = f.read(count)
+    if len(data) != count:
+        raise InputError(f"truncated batch file: {len(data):,} of {count:,} bytes")
+    array = np.frombuffer(bytearray(data), dtype=np.uint8)  # writable: torch refuses read-only arrays
+    return array.reshape(shape[::-1]).T if fortran else array.reshape(shape)
+
+
+def _read_npz(path: str | os.PathLike[str], max_digits: int) -> np.ndarray:
+    with zipfile.ZipFile(path) as archive:
+        names = [n for n in archive.namelist() if n.endswith(".npy")]
+        name = f"{BATCH_KEY}.npy" if f"{BATCH_KEY}.npy" in names else (names[0] if len(names) == 1 else None)
+        if name is None:
+            raise InputError(f"an .npz batch needs one array, or one named {BATCH_KEY!r}; found {names}")
+        if archive.getinfo(name).file_size > max_digits * SIZE * SIZE + 4096:
+            raise InputError(f"batch too large: over {max_digits:,} digits")
+        with archive.open(name) as member:
+            return _read_npy(io.BytesIO(member.read()), max_digits)
+
+
+def _check_batch(shape: tuple[int, ...], dtype: np.dtype[Any], max_digits: int) -> None:
+    if dtype != np.uint8:
+        raise InputError(f"batch digits must be uint8, got {dtype}")
+    if len(shape) != 3 or tuple(shape[1:]) != (SIZE, SIZE):
+        raise InputError(f"batch must have shape [N, 28, 28], got {list(shape)}")
+    if shape[0] == 0:
+        raise InputError("batch file holds no digits")
+    if shape[0] > max_digits:
+        raise InputError(f"batch too large: {shape[0]:,} digits (limit {max_digits:,} per prediction)")
+
+
+def write_digits_file(digits: np.ndarray, compressed: bool = False) -> bytes:
+    """The bytes of a batch file for ``read_digits_file``: ``.npy``, or ``.npz`` when ``compressed``."""
+    digits = np.ascontiguousarray(digits, dtype=np.uint8)
+    _check_batch(digits.shape, digits.dtype, max(MAX_BATCH_DIGITS, len(digits)))
+    buf = io.BytesIO()
+    if compressed:
+        np.savez_compressed(buf, digits=digits)  # the key is BATCH_KEY
+    else:
+        np.save(buf, digits, allow_pickle=False)
+    return buf.getvalue()
 
 
 # --------------------------------------------------------------------------- expanding user arguments
@@ -534,7 +611,7 @@ def _path_items(path: str | os.PathLike[str]) -> Iterator[Item]:
         if not files:
             yield Item(f"directory {text!r}", lambda: _raise("no image files in this directory"))
         for file in files:
-            yield Item(repr(str(file)), partial(_decode_file, file))
+            yield Item(repr(str(file)), partial(decode_file, file))
     elif text.lower().endswith(".csv"):
         yield from kaggle_csv_items(text)
     elif not os.path.exists(text) and glob.has_magic(text):
@@ -542,9 +619,9 @@ def _path_items(path: str | os.PathLike[str]) -> Iterator[Item]:
         if not matches:
             yield Item(f"glob {text!r}", lambda: _raise("no image files match this pattern"))
         for match in matches:
-            yield Item(repr(match), partial(_decode_file, match))
+            yield Item(repr(match), partial(decode_file, match))
     else:
-        yield Item(repr(text), partial(_decode_file, text))
+        yield Item(repr(text), partial(decode_file, text))
 
 
 @dataclass(frozen=True)

@@ -19,9 +19,7 @@ def cached_model(weights: spec.Weights) -> Any:
     key = (str(weights.path), weights.sha256)
     with _LOCK:
         if key not in _MODELS:
-            torch = spec.import_torch()
-            net = spec.load_model(weights)
-            _MODELS[key] = net.to(memory_format=torch.channels_last)
+            _MODELS[key] = spec.prepare(spec.load_model(weights))
         return _MODELS[key]
 
 
@@ -52,12 +50,4 @@ class LocalBackend:
 
     def predict(self, digits: np.ndarray) -> np.ndarray:
         """Probabilities ``[N, 10]`` (float32) for uint8 digits ``[N, 28, 28]``."""
-        torch = spec.import_torch()
-        net = self._model()
-        out = np.empty((len(digits), len(spec.LABELS)), dtype=np.float32)
-        with torch.inference_mode():
-            for start in range(0, len(digits), self.batch_size):
-                x = spec.to_model_input(np.ascontiguousarray(digits[start : start + self.batch_size]))
-                logits = net(x.contiguous(memory_format=torch.channels_last))
-                out[start : start + len(x)] = torch.softmax(logits, dim=1).numpy()
-        return out
+        return spec.predict_probabilities(self._model(), digits, self.batch_size)

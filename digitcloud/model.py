@@ -16,10 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from digitcloud.errors import MissingDependencyError, WeightsError
 
 if TYPE_CHECKING:
-    import numpy as np
     import torch
     from torch import nn
 
@@ -140,6 +141,59 @@ def load_model(
 def to_model_input(digits: np.ndarray, device: str | torch.device = "cpu") -> torch.Tensor:
     """uint8 ``[N, 28, 28]`` digits (light ink on dark) -> normalised float ``[N, 1, 28, 28]``."""
     torch = import_torch()
-    x = torch.from_numpy(digits).to(device=device, non_blocking=True)
+    x = torch.from_numpy(np.ascontiguousarray(digits)).to(device=device, non_blocking=True)
     x = x.unsqueeze(1).float().div_(255.0)
     return x.sub_(MEAN).div_(STD)
+
+
+def predict_probabilities(net: nn.Module, digits: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """Softmax probabilities ``[N, 10]`` (float32) for uint8 digits ``[N, 28, 28]``.
+
+    The one inference loop: the local backend, predict.py and train/ all call it. Batches of
+    ``batch_size`` bound memory; on CUDA the forward pass runs under bf16 autocast. ``net`` should
+    be in eval mode and channels_last (``load_model`` + ``prepare``).
+    """
+    torch = import_torch()
+    device = next(net.parameters()).device
+    out = np.empty((len(digits), len(LABELS)), dtype=np.float32)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+    with torch.inference_mode(), autocast:
+        for start in range(0, len(digits), batch_size):
+            x = to_model_input(digits[start : start + batch_size], device)
+            logits = net(x.contiguous(memory_format=torch.channels_last))
+            out[start : start + len(x)] = torch.softmax(logits.float(), dim=1).cpu().numpy()
+    return out
+
+
+def load_for_serving(weights: Weights | None = None) -> nn.Module:
+    """The model on CUDA when there is one (cudnn autotuned), else the CPU; prepared and warmed up
+    so the first real request pays no start-up cost."""
+    torch = import_torch()
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda":
+        torch.backends.cudnn.benchmark = True
+    net = prepare(load_model(weights, device=device))
+    batch = serving_batch_size(net)
+    predict_probabilities(net, np.zeros((batch, INPUT_SIZE, INPUT_SIZE), dtype=np.uint8), batch)
+    return net
+
+
+def serving_batch_size(net: nn.Module) -> int:
+    """Digits per forward pass: large on a GPU (activations stay under ~1 GB in bf16), 256 on a CPU."""
+    return 16_384 if next(net.parameters()).device.type == "cuda" else 256
+
+
+def prediction_entries(probabilities: np.ndarray) -> list[dict[str, Any]]:
+    """Wire contract v1 entries, one per digit: ``{digit, confidence, probabilities[10]}``."""
+    rounded = np.round(probabilities.astype(np.float64), 6)
+    digits = probabilities.argmax(axis=1)
+    return [
+        {"digit": int(d), "confidence": float(row[d]), "probabilities": row.tolist()}
+        for d, row in zip(digits, rounded, strict=True)
+    ]
+
+
+def prepare(net: nn.Module) -> nn.Module:
+    """Eval mode and channels_last: 1.7x faster on this project's 2-core CPU (bench/README.md)."""
+    torch = import_torch()
+    return net.eval().to(memory_format=torch.channels_last)

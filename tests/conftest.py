@@ -74,3 +74,74 @@ def mnist_validation() -> tuple[np.ndarray, np.ndarray]:
     with gzip.open(SHARED_MNIST / "train-labels-idx1-ubyte.gz") as f:
         labels = np.frombuffer(f.read(), np.uint8, offset=8).astype(np.int64)
     return images[-2000:], labels[-2000:]
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def cog_server(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """The real Cog HTTP server (coglet) running this repo's predict.py on a free loopback port.
+
+    COG_MAX_CONCURRENCY=8 is what `cog build` bakes in from predict.py's @cog.concurrent(max=8).
+    """
+    import os
+    import subprocess
+    import sys
+    import time
+
+    import requests
+
+    pytest.importorskip("cog")
+    port = _free_port()
+    log_path = tmp_path_factory.mktemp("cog") / "server.log"
+    env = {
+        **os.environ,
+        "PORT": str(port),
+        "COG_PREDICT_TYPE_STUB": "predict.py:Runner",
+        "COG_MAX_CONCURRENCY": "8",
+        # the worker subprocess runs `python` from PATH: make it this interpreter's
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "cog.server.http", "--host", "127.0.0.1"],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        status = None
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                pytest.fail(f"cog server exited ({proc.returncode}):\n{log_path.read_text()[-3000:]}")
+            try:
+                status = requests.get(f"{base}/health-check", timeout=2).json().get("status")
+            except requests.RequestException:
+                status = None
+            if status == "READY":
+                break
+            if status == "SETUP_FAILED":
+                pytest.fail(f"predict.py setup failed:\n{log_path.read_text()[-3000:]}")
+            time.sleep(0.3)
+        else:
+            pytest.fail(f"cog server not READY after 180 s (last status {status}):\n{log_path.read_text()[-3000:]}")
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

@@ -59,8 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     import torch
 
+    from digitcloud.model import predict_probabilities
     from train.export import export
-    from train.recipe import predict_probabilities, train
+    from train.recipe import train
     from train.report import confusion_matrix, draw_confusion_matrix, draw_misclassified
 
     if args.threads:
@@ -89,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         raise
     seconds = time.perf_counter() - began
 
-    probs = predict_probabilities(net, val_set.images, device)
+    probs = predict_probabilities(net.eval(), val_set.images, batch_size=1024)
     predicted = probs.argmax(1)
     matrix = confusion_matrix(val_set.labels, predicted)
     per_class = {str(d): float(matrix[d, d] / max(1, matrix[d].sum())) for d in range(10)}

@@ -66,18 +66,6 @@ def _normalise(x: torch.Tensor) -> torch.Tensor:
     return (x - spec.MEAN) / spec.STD
 
 
-@torch.inference_mode()
-def predict_probabilities(net: nn.Module, images: np.ndarray, device: torch.device) -> np.ndarray:
-    net.eval()
-    out = []
-    for start in range(0, len(images), 1024):
-        x = spec.to_model_input(images[start : start + 1024], device)
-        with _autocast(device):
-            logits = net(x.contiguous(memory_format=torch.channels_last))
-        out.append(torch.softmax(logits.float(), 1).cpu().numpy())
-    return np.concatenate(out)
-
-
 def _autocast(device: torch.device) -> Any:
     if device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
@@ -95,7 +83,7 @@ def train(
 ) -> tuple[nn.Module, list[dict[str, float]]]:
     """Train and return the model with per-epoch history; a checkpoint is saved every epoch."""
     seed_everything(recipe.seed)
-    net = spec.build_model(pretrained=recipe.pretrained).to(device, memory_format=torch.channels_last)
+    net = spec.build_model(pretrained=recipe.pretrained).to(device).to(memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(
         net.parameters(), lr=recipe.max_lr, momentum=0.9, nesterov=True, weight_decay=recipe.weight_decay
     )
@@ -144,7 +132,7 @@ def train(
             total_loss += loss.item()
             if step % 50 == 0:
                 log(f"epoch {epoch + 1} step {step}/{steps_per_epoch} loss {loss.item():.4f}")
-        probs = predict_probabilities(net, val_set.images, device)
+        probs = spec.predict_probabilities(net.eval(), val_set.images, batch_size=1024)
         accuracy = float((probs.argmax(1) == val_set.labels).mean())
         history.append(
             {
