@@ -1,12 +1,15 @@
-"""Cutting a stream of items into fixed-size chunks, lazily, keeping their order."""
+"""Chunks of a stream, and an ordered map over them with bounded concurrency."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from itertools import islice
 from typing import TypeVar
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 
 def chunk(items: Iterable[T], size: int) -> Iterator[list[T]]:
@@ -16,3 +19,44 @@ def chunk(items: Iterable[T], size: int) -> Iterator[list[T]]:
     iterator = iter(items)
     while block := list(islice(iterator, size)):
         yield block
+
+
+def ordered_map(
+    fn: Callable[[T], R],
+    items: Iterable[T],
+    max_concurrency: int,
+    on_abort: Callable[[], None] | None = None,
+) -> Iterator[R]:
+    """``fn`` over ``items`` with at most ``max_concurrency`` calls in flight, results in input order.
+
+    A bounded pool, not waves: a new call starts as soon as the oldest result has been handed
+    over, so one slow call never idles the others for long, and memory stays bounded (at most
+    ``max_concurrency`` items and results held). If the consumer stops early or ``fn`` raises,
+    calls not yet started are never started, ``on_abort`` runs (to cancel remote work, say), and
+    then running calls are waited for.
+    """
+    if max_concurrency <= 1:
+        finished = False
+        try:
+            yield from map(fn, items)
+            finished = True
+        finally:
+            if not finished and on_abort is not None:
+                on_abort()
+        return
+    iterator = iter(items)
+    with ThreadPoolExecutor(max_workers=max_concurrency, thread_name_prefix="digitcloud") as pool:
+        pending: deque[Future[R]] = deque(pool.submit(fn, item) for item in islice(iterator, max_concurrency))
+        done = False
+        try:
+            while pending:
+                result = pending.popleft().result()
+                for item in islice(iterator, 1):
+                    pending.append(pool.submit(fn, item))
+                yield result
+            done = True
+        finally:
+            for future in pending:
+                future.cancel()
+            if not done and on_abort is not None:
+                on_abort()

@@ -45,8 +45,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="table (default), json, csv, or kaggle (ImageId,Label submission)",
     )
     classify.add_argument("-o", "--output", metavar="OUT", help="write results here instead of stdout")
-    classify.add_argument("--backend", choices=BACKENDS, default=None, help="where to run (default: auto)")
+    classify.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default=None,
+        help="auto (default: the cloud if configured, else local), cloud or local",
+    )
+    classify.add_argument(
+        "--cog-url",
+        default=None,
+        metavar="URL",
+        help="a self-hosted Cog server running predict.py, e.g. http://gpu-box:5000",
+    )
     classify.add_argument("--batch-size", type=int, default=None, help="digits per batch (default 256)")
+    classify.add_argument("--max-concurrency", type=int, default=None, help="cloud predictions in flight (4)")
+    classify.add_argument("--timeout", type=float, default=None, help="seconds per cloud batch (120)")
     progress = classify.add_mutually_exclusive_group()
     progress.add_argument(
         "--progress", dest="progress", action="store_true", default=None, help="always show a progress bar on stderr"
@@ -61,7 +74,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.paths and not args.csv:
         parser.error("classify needs at least one path or --csv FILE")
     try:
-        with Client(backend=args.backend, batch_size=args.batch_size) as client:
+        with Client(
+            backend=args.backend,
+            cog_url=args.cog_url,
+            batch_size=args.batch_size,
+            max_concurrency=args.max_concurrency,
+            timeout=args.timeout,
+        ) as client:
             inputs = list(args.paths) + list(args.csv)
             show_progress = args.progress if args.progress is not None else sys.stderr.isatty()
             results = client.classify(inputs, progress=show_progress)

@@ -7,15 +7,17 @@ given settings), as ``httpx.get()`` wraps a client.
 from __future__ import annotations
 
 import threading
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
 from digitcloud import inputs
-from digitcloud.batching import chunk
+from digitcloud.batching import chunk, ordered_map
+from digitcloud.cogserver import CogServerBackend
 from digitcloud.config import Settings
-from digitcloud.errors import DigitCloudError, LocalBackendError
+from digitcloud.errors import AuthenticationError, CloudError, DigitCloudError, FallbackWarning, LocalBackendError
 from digitcloud.local import LocalBackend
 from digitcloud.types import Prediction
 
@@ -23,27 +25,46 @@ from digitcloud.types import Prediction
 class Client:
     """Classify digit images. Settings: argument > environment > default, read once here.
 
-    ``backend``: ``"auto"`` or ``"local"`` (``DIGITCLOUD_BACKEND``). Today both run the bundled
-    model on this machine's CPU; cloud backends plug in behind "auto".
-    ``batch_size``: digits per forward pass (``DIGITCLOUD_BATCH_SIZE``, default 256).
+    ``backend``: ``"auto"`` (default), ``"cloud"`` or ``"local"`` (``DIGITCLOUD_BACKEND``).
+    "auto" sends batches to the configured cloud and answers locally when it is unavailable (or
+    when there is none, or offline); "cloud" never answers locally; "local" never uses the network.
+    ``cog_url``: a self-hosted Cog server running predict.py (``DIGITCLOUD_COG_URL``).
+    ``batch_size``: digits per forward pass or per prediction (``DIGITCLOUD_BATCH_SIZE``, default 256).
+    ``max_concurrency``: cloud predictions in flight (``DIGITCLOUD_MAX_CONCURRENCY``, default 4).
+    ``timeout``: seconds per cloud batch, retries included (``DIGITCLOUD_TIMEOUT``, default 120).
     ``num_threads``: CPU threads for torch (default: one per available core).
+    ``offline``: never use the network (``DIGITCLOUD_OFFLINE=1``).
     """
 
     def __init__(
         self,
         *,
         backend: str | None = None,
+        cog_url: str | None = None,
         batch_size: int | None = None,
+        max_concurrency: int | None = None,
+        timeout: float | None = None,
         num_threads: int | None = None,
         offline: bool | None = None,
     ) -> None:
         self.settings = Settings.resolve(
-            backend=backend, batch_size=batch_size, num_threads=num_threads, offline=offline
+            backend=backend,
+            cog_url=cog_url,
+            batch_size=batch_size,
+            max_concurrency=max_concurrency,
+            timeout=timeout,
+            num_threads=num_threads,
+            offline=offline,
         )
         self._local = LocalBackend(batch_size=self.settings.batch_size, num_threads=self.settings.num_threads)
+        self._cloud: CogServerBackend | None = None
+        if self.settings.uses_cloud and self.settings.cog_url:
+            self._cloud = CogServerBackend(self.settings.cog_url, timeout=self.settings.timeout)
+        self._fallback_warned = False
 
     def __repr__(self) -> str:
-        return f"Client(backend={self.settings.backend!r}, batch_size={self.settings.batch_size})"
+        cloud = f", cog_url={self.settings.cog_url!r}" if self._cloud else ""
+        return f"Client(backend={self.settings.backend!r}{cloud}, batch_size={self.settings.batch_size})"
 
     def __enter__(self) -> Client:
         return self
@@ -52,7 +73,9 @@ class Client:
         self.close()
 
     def close(self) -> None:
-        """Release resources. The local model stays cached for the process."""
+        """Close the cloud connections. The local model stays cached for the process."""
+        if self._cloud is not None:
+            self._cloud.close()
 
     def classify(self, images: Any, *, progress: bool = False) -> Prediction | list[Prediction]:
         """One image in -> one ``Prediction``; a list, directory, glob, CSV or batch array -> a list.
@@ -71,21 +94,24 @@ class Client:
 
     def _run(self, items: Any, *, progress: bool, total: int | None) -> Iterator[Prediction]:
         bar = _progress_bar(total) if progress else None
-        start = 0
+        numbered = _numbered(chunk(items, self.settings.batch_size))
+        # Local inference already uses every core; only cloud round trips gain from overlapping.
+        concurrency = self.settings.max_concurrency if self._cloud is not None else 1
+        on_abort = self._cloud.cancel_all if self._cloud is not None else None
         try:
-            for block in chunk(items, self.settings.batch_size):
-                yield from self._classify_chunk(block, start)
-                start += len(block)
+            for results in ordered_map(self._classify_chunk, numbered, concurrency, on_abort):
+                yield from results
                 if bar is not None:
-                    bar.update(len(block))
+                    bar.update(len(results))
         finally:
             if bar is not None:
                 bar.close()
 
-    def _classify_chunk(self, block: list[inputs.Item], start: int) -> list[Prediction]:
+    def _classify_chunk(self, numbered: tuple[int, list[inputs.Item]]) -> list[Prediction]:
+        start, block = numbered
         loaded = inputs.load_items(block, start)
         digits = inputs.stack(loaded)
-        answers = self._predict(digits) if len(digits) else []
+        answers, backend = self._predict(digits) if len(digits) else ([], "local")
         results, k = [], 0
         for item in loaded:
             if item.error is not None:
@@ -94,12 +120,36 @@ class Client:
             answer = answers[k]
             k += 1
             if isinstance(answer, DigitCloudError):
-                results.append(Prediction(index=item.index, source=item.source, backend="local", error=answer))
+                results.append(Prediction(index=item.index, source=item.source, backend=backend, error=answer))
             else:
-                results.append(_prediction(item.index, item.source, answer, "local"))
+                results.append(_prediction(item.index, item.source, answer, backend))
         return results
 
-    def _predict(self, digits: np.ndarray) -> list[np.ndarray | DigitCloudError]:
+    def _predict(self, digits: np.ndarray) -> tuple[list[np.ndarray | DigitCloudError], str]:
+        """Answers for a chunk and the backend that gave them: the cloud when configured, local when
+        the cloud is unavailable ("auto" only). A bad token is never papered over by a fallback."""
+        if self._cloud is not None:
+            try:
+                remote = self._cloud.predict(digits)
+            except AuthenticationError:
+                raise
+            except CloudError as exc:
+                if self.settings.backend == "cloud":
+                    return [exc] * len(digits), self._cloud.name
+                self._warn_fallback(exc)
+            else:
+                answers: list[np.ndarray | DigitCloudError] = [
+                    CloudError(f"predictor: {a}") if isinstance(a, str) else a for a in remote
+                ]
+                return answers, self._cloud.name
+        return self._predict_locally(digits), "local"
+
+    def _warn_fallback(self, exc: CloudError) -> None:
+        if not self._fallback_warned:
+            self._fallback_warned = True
+            warnings.warn(f"cloud unavailable, answering on the local CPU: {exc}", FallbackWarning, stacklevel=2)
+
+    def _predict_locally(self, digits: np.ndarray) -> list[np.ndarray | DigitCloudError]:
         """Probabilities per digit; if the chunk fails, each digit is retried alone so one bad
         digit cannot cost its neighbours their answers."""
         try:
@@ -115,6 +165,13 @@ class Client:
                     error = LocalBackendError(f"local model failed on this digit: {type(exc).__name__}: {exc}")
                     answers.append(error)
             return answers
+
+
+def _numbered(chunks: Iterator[list[inputs.Item]]) -> Iterator[tuple[int, list[inputs.Item]]]:
+    start = 0
+    for block in chunks:
+        yield start, block
+        start += len(block)
 
 
 def _prediction(index: int, source: str, probs: np.ndarray, backend: str) -> Prediction:

@@ -11,6 +11,9 @@
         +-- WeightsError                                    weights missing or sha256 mismatch
         `-- MissingDependencyError(LocalBackendError, ImportError)  names the extra to install
 
+FallbackWarning(UserWarning) is issued once per Client when "auto" answers locally because the
+cloud is unavailable.
+
 Per-item problems (a corrupt file, an empty image) are not raised: they are carried by the
 item's ``Prediction.error`` so the rest of the batch is still answered.
 """
@@ -90,3 +93,7 @@ class WeightsError(LocalBackendError):
 
 class MissingDependencyError(LocalBackendError, ImportError):
     """An optional dependency is not installed; the message names the extra that brings it."""
+
+
+class FallbackWarning(UserWarning):
+    """The cloud was unavailable, so a Client on "auto" answered on the local CPU."""

@@ -25,3 +25,57 @@ def test_chunk_is_lazy() -> None:
 def test_chunk_size_must_be_positive() -> None:
     with pytest.raises(ValueError):
         list(chunk([1], 0))
+
+
+def test_ordered_map_keeps_order_under_random_delays_and_bounds_concurrency() -> None:
+    import random
+    import threading
+    import time
+
+    from digitcloud.batching import ordered_map
+
+    lock = threading.Lock()
+    running, peak = 0, 0
+    rng = random.Random(3)
+    delays = [rng.uniform(0, 0.01) for _ in range(40)]
+
+    def work(i: int) -> int:
+        nonlocal running, peak
+        with lock:
+            running += 1
+            peak = max(peak, running)
+        time.sleep(delays[i])
+        with lock:
+            running -= 1
+        return i * i
+
+    assert list(ordered_map(work, range(40), max_concurrency=4)) == [i * i for i in range(40)]
+    assert 1 < peak <= 4
+
+
+def test_ordered_map_calls_on_abort_when_stopped_early_or_failing() -> None:
+    from digitcloud.batching import ordered_map
+
+    aborted: list[str] = []
+    started: list[int] = []
+
+    def work(i: int) -> int:
+        started.append(i)
+        if i == 3:
+            raise RuntimeError("boom")
+        return i
+
+    for concurrency in (1, 3):
+        aborted.clear()
+        with pytest.raises(RuntimeError):
+            list(ordered_map(work, range(100), concurrency, on_abort=lambda: aborted.append("x")))
+        assert aborted == ["x"]
+    assert max(started) < 10  # nothing past the bounded window was ever started
+
+    aborted.clear()
+    stream = ordered_map(lambda i: i, range(100), 3, on_abort=lambda: aborted.append("closed"))
+    assert next(stream) == 0
+    stream.close()
+    assert aborted == ["closed"]
+    assert list(ordered_map(lambda i: i, range(5), 3, on_abort=lambda: aborted.append("no"))) == [0, 1, 2, 3, 4]
+    assert aborted == ["closed"]

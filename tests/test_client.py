@@ -170,3 +170,16 @@ def test_photo_of_a_digit_gets_the_label_of_its_clean_version(client: Client) ->
         # then it gets the label its clean version gets
         agree += clean.digit == from_photo.digit
     assert agree == 10
+
+
+def test_without_torch_the_error_names_the_extra_to_install() -> None:
+    code = (
+        "import sys; sys.modules['torch'] = None\n"
+        "import numpy as np, digitcloud\n"
+        "try:\n"
+        "    digitcloud.classify(np.zeros((28, 28), dtype=np.uint8) + np.eye(28, dtype=np.uint8) * 255)\n"
+        "except digitcloud.MissingDependencyError as exc:\n"
+        "    print('missing:', exc, isinstance(exc, ImportError))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "missing:" in out and "pip install 'digitcloud[local]'" in out and out.strip().endswith("True")

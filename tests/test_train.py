@@ -125,3 +125,39 @@ def test_resume_continues_where_it_stopped_and_matches_an_uninterrupted_run(
         train(
             Recipe(epochs=3, batch_size=20), train_set, val_set, tmp_path / "b", device, resume=True, log=lambda _: None
         )
+
+
+def test_pretrained_offline_is_a_clear_error(
+    tmp_path: Path,
+    small: tuple[np.ndarray, np.ndarray],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # given no internet: torchvision's download fails as urllib does offline (no real request is made)
+    import urllib.error
+
+    import torchvision.models._api as api
+
+    def offline(*args: object, **kwargs: object) -> None:
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(api, "load_state_dict_from_url", offline)
+    write_idx(tmp_path / "mnist", *small)
+    # when training asks for ImageNet weights
+    code = train_main(
+        [
+            "--data",
+            str(tmp_path / "mnist"),
+            "--out",
+            str(tmp_path / "out"),
+            "--pretrained",
+            "--epochs",
+            "1",
+            "--checkpoint-dir",
+            str(tmp_path / "ckpt"),
+        ]
+    )
+    # then it stops with a message that says why, and writes nothing
+    assert code == 2
+    assert "could not download the ImageNet weights" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

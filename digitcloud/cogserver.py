@@ -1,0 +1,134 @@
+"""The self-hosted Cog server backend: ``PUT /predictions/{id}`` with an id the client makes.
+
+Cog's PUT is an idempotent create: sending the same id again while the prediction runs returns its
+current state instead of starting a second run, so every failure here may be retried safely.
+When the caller gives up (deadline, Ctrl-C, an exception) the prediction is cancelled.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import uuid
+from typing import Any
+
+import numpy as np
+import requests
+
+from digitcloud import contract
+from digitcloud.errors import CloudError, CloudUnavailableError, PredictionFailedError
+from digitcloud.retrying import Deadline, RetryPolicy, parse_retry_after
+
+CONNECT_TIMEOUT = 5.0
+READY = ("READY", "BUSY")
+
+
+class CogServerBackend:
+    """Runs batches on a Cog server at ``url`` (e.g. ``http://gpu-box:5000``)."""
+
+    name = "cog"
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout: float = 120.0,
+        session: requests.Session | None = None,
+        policy: RetryPolicy | None = None,
+    ) -> None:
+        self.url = url.rstrip("/")
+        self.timeout = timeout
+        self.session = session or requests.Session()
+        self.policy = policy or RetryPolicy()
+        self._checked = False
+        self._lock = threading.Lock()
+        self._active: set[str] = set()
+
+    def __repr__(self) -> str:
+        return f"CogServerBackend(url={self.url!r})"
+
+    def check_health(self) -> None:
+        """Raise ``CloudUnavailableError`` unless the server says READY or BUSY."""
+        try:
+            resp = self.session.get(f"{self.url}/health-check", timeout=(CONNECT_TIMEOUT, 10.0))
+            status = resp.json().get("status") if resp.ok else f"HTTP {resp.status_code}"
+        except (requests.RequestException, ValueError) as exc:
+            raise CloudUnavailableError(f"Cog server {self.url} unreachable: {type(exc).__name__}") from exc
+        if status not in READY:
+            raise CloudUnavailableError(f"Cog server {self.url} is not ready (status {status})")
+        self._checked = True
+
+    def predict(self, digits: np.ndarray) -> list[np.ndarray | str]:
+        """Per digit: probabilities, or the predictor's error text; raises ``CloudError`` subclasses."""
+        if not self._checked:
+            self.check_health()
+        prediction_id = f"digitcloud-{uuid.uuid4().hex}"
+        body = {"id": prediction_id, "input": {"digits": contract.encode_batch(digits), "request_id": prediction_id}}
+        deadline = Deadline(self.timeout)
+        with self._lock:
+            self._active.add(prediction_id)
+        finished = False
+        try:
+            result = self._put_until_done(prediction_id, body, deadline)
+            finished = True
+        finally:
+            with self._lock:
+                self._active.discard(prediction_id)
+            if not finished:
+                self._cancel(prediction_id)
+        return contract.parse_output(result, len(digits))
+
+    def cancel_all(self) -> None:
+        """Cancel every prediction still in flight: the caller gave up (Ctrl-C, an error)."""
+        with self._lock:
+            active = list(self._active)
+        for prediction_id in active:
+            self._cancel(prediction_id)
+
+    def _put_until_done(self, prediction_id: str, body: dict[str, Any], deadline: Deadline) -> Any:
+        url = f"{self.url}/predictions/{prediction_id}"
+        reason = "no attempt made"
+        for attempt in range(1, self.policy.attempts + 1):
+            retry_after = None
+            try:
+                resp = self.session.put(url, json=body, timeout=(CONNECT_TIMEOUT, max(1.0, deadline.remaining())))
+            except requests.RequestException as exc:
+                reason = f"{type(exc).__name__} talking to {self.url}"
+            else:
+                if resp.status_code == 200:
+                    return self._terminal(resp)
+                if resp.status_code == 422:
+                    raise CloudError(f"Cog server rejected the input: {resp.text[:300]}", status=422)
+                # 202: still running from an earlier attempt; 409: all slots busy; 5xx: transient.
+                reason = f"HTTP {resp.status_code} from {self.url}"
+                if resp.status_code not in (202, 409, 429) and resp.status_code < 500:
+                    raise CloudError(f"unexpected {reason}: {resp.text[:300]}", status=resp.status_code)
+                retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+            if attempt == self.policy.attempts:
+                break
+            delay = self.policy.backoff(attempt, retry_after)
+            if not deadline.fits(delay):
+                break
+            self.policy.sleep(delay)
+        raise CloudUnavailableError(f"Cog server gave no answer within {self.timeout:.0f} s ({reason})")
+
+    @staticmethod
+    def _terminal(resp: requests.Response) -> Any:
+        try:
+            payload = resp.json()
+        except ValueError:
+            raise CloudUnavailableError(f"Cog server sent an unreadable body: {resp.text[:200]!r}") from None
+        status = payload.get("status")
+        if status == "succeeded":
+            return payload.get("output")
+        if status == "failed":
+            raise PredictionFailedError(f"prediction failed on the Cog server: {payload.get('error')}")
+        raise CloudUnavailableError(f"prediction ended {status!r} on the Cog server")
+
+    def _cancel(self, prediction_id: str) -> None:
+        # Best effort: a server that cannot be reached cannot be running our prediction for long.
+        with contextlib.suppress(requests.RequestException):
+            self.session.post(f"{self.url}/predictions/{prediction_id}/cancel", timeout=(CONNECT_TIMEOUT, 5.0))
+
+    def close(self) -> None:
+        self.session.close()

@@ -1,0 +1,180 @@
+"""The self-hosted Cog backend: unit tests with `responses`, then the real Cog server end to end."""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import socket
+import warnings
+
+import numpy as np
+import pytest
+import requests
+import responses
+
+from digitcloud import Client, CloudUnavailableError, FallbackWarning, PredictionFailedError
+from digitcloud.cogserver import CogServerBackend
+from digitcloud.errors import CloudError
+from digitcloud.retrying import RetryPolicy
+
+URL = "http://gpu-box:5000"
+
+
+def _entries(n: int, digit: int = 3) -> list[dict]:
+    probs = [0.0] * 10
+    probs[digit] = 1.0
+    return [{"digit": digit, "confidence": 1.0, "probabilities": probs} for _ in range(n)]
+
+
+def _ok(n: int) -> dict:
+    return {"status": "succeeded", "output": {"predictions": _entries(n), "weights_sha256": "x", "request_id": "r"}}
+
+
+@pytest.fixture
+def sleeps() -> list[float]:
+    return []
+
+
+@pytest.fixture
+def backend(sleeps: list[float]) -> CogServerBackend:
+    policy = RetryPolicy(attempts=4, sleep=sleeps.append, rng=random.Random(0))
+    b = CogServerBackend(URL, timeout=60, policy=policy)
+    b._checked = True  # health is tested on its own below
+    return b
+
+
+DIGITS = np.zeros((3, 28, 28), dtype=np.uint8)
+PUT_URL = re.compile(rf"{URL}/predictions/digitcloud-[0-9a-f]+$")
+CANCEL_URL = re.compile(rf"{URL}/predictions/digitcloud-[0-9a-f]+/cancel$")
+
+
+@responses.activate
+def test_success_sends_one_put_with_a_client_made_id(backend: CogServerBackend) -> None:
+    responses.add_callback(responses.PUT, PUT_URL, callback=lambda req: (200, {}, json.dumps(_ok(3))))
+    answers = backend.predict(DIGITS)
+    assert [int(np.argmax(a)) for a in answers] == [3, 3, 3]
+    (call,) = responses.calls
+    body = json.loads(call.request.body)
+    assert call.request.url.endswith(body["id"]) and body["id"].startswith("digitcloud-")
+    assert body["input"]["request_id"] == body["id"] and body["input"]["digits"].startswith("data:")
+
+
+@pytest.mark.parametrize("first", [409, 202, 503])
+@responses.activate
+def test_busy_running_or_5xx_is_retried_with_the_same_id(
+    backend: CogServerBackend, sleeps: list[float], first: int
+) -> None:
+    responses.add(responses.PUT, PUT_URL, json={"status": "processing"}, status=first)
+    responses.add(responses.PUT, PUT_URL, json=_ok(3), status=200)
+    assert len(backend.predict(DIGITS)) == 3
+    ids = {json.loads(c.request.body)["id"] for c in responses.calls}
+    assert len(responses.calls) == 2 and len(ids) == 1
+    assert len(sleeps) == 1
+
+
+@responses.activate
+def test_connection_error_is_retried(backend: CogServerBackend) -> None:
+    responses.add(responses.PUT, PUT_URL, body=requests.ConnectionError("reset"))
+    responses.add(responses.PUT, PUT_URL, json=_ok(3))
+    assert len(backend.predict(DIGITS)) == 3
+
+
+@responses.activate
+def test_retry_after_is_honoured_but_capped(backend: CogServerBackend, sleeps: list[float]) -> None:
+    responses.add(responses.PUT, PUT_URL, status=409, headers={"Retry-After": "3"}, json={})
+    responses.add(responses.PUT, PUT_URL, status=409, headers={"Retry-After": "99999"}, json={})
+    responses.add(responses.PUT, PUT_URL, json=_ok(3))
+    backend.predict(DIGITS)
+    assert sleeps[0] >= 3 and sleeps[1] == backend.policy.retry_after_cap
+
+
+@responses.activate
+def test_giving_up_raises_unavailable_and_cancels(backend: CogServerBackend, sleeps: list[float]) -> None:
+    responses.add(responses.PUT, PUT_URL, status=409, json={})
+    cancel = responses.add(responses.POST, CANCEL_URL, json={})
+    with pytest.raises(CloudUnavailableError, match="HTTP 409"):
+        backend.predict(DIGITS)
+    assert len([c for c in responses.calls if c.request.method == "PUT"]) == 4
+    assert cancel.call_count == 1 and len(sleeps) == 3
+
+
+@responses.activate
+def test_input_rejection_is_not_retried(backend: CogServerBackend) -> None:
+    responses.add(responses.PUT, PUT_URL, status=422, json={"detail": [{"msg": "bad"}]})
+    responses.add(responses.POST, CANCEL_URL, json={})
+    with pytest.raises(CloudError, match="rejected the input"):
+        backend.predict(DIGITS)
+    assert len([c for c in responses.calls if c.request.method == "PUT"]) == 1
+
+
+@responses.activate
+def test_failed_prediction_and_bad_outputs(backend: CogServerBackend) -> None:
+    responses.add(responses.POST, CANCEL_URL, json={})
+    responses.add(responses.PUT, PUT_URL, json={"status": "failed", "error": "CUDA out of memory"})
+    with pytest.raises(PredictionFailedError, match="CUDA out of memory"):
+        backend.predict(DIGITS)
+    responses.replace(responses.PUT, PUT_URL, json=_ok(2))  # one entry short: never realigned
+    with pytest.raises(CloudError, match="2 entries for 3 digits"):
+        backend.predict(DIGITS)
+    responses.replace(responses.PUT, PUT_URL, body="<html>gateway</html>")
+    with pytest.raises(CloudUnavailableError, match="unreadable body"):
+        backend.predict(DIGITS)
+
+
+@responses.activate
+def test_health_check_gates_first_use() -> None:
+    responses.add(responses.GET, f"{URL}/health-check", json={"status": "STARTING"})
+    with pytest.raises(CloudUnavailableError, match="not ready"):
+        CogServerBackend(URL).predict(DIGITS)
+    assert not any(c.request.method == "PUT" for c in responses.calls)
+
+
+def _closed_port_url() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+def test_auto_falls_back_to_local_when_the_server_is_down(digits: tuple[np.ndarray, np.ndarray]) -> None:
+    pytest.importorskip("torch")
+    images, _ = digits
+    client = Client(cog_url=_closed_port_url(), batch_size=8)
+    with pytest.warns(FallbackWarning, match="unreachable"):
+        results = client.classify(images[:20])
+    assert [r.backend for r in results] == ["local"] * 20
+    assert [r.digit for r in results] == [r.digit for r in Client(backend="local").classify(images[:20])]
+
+
+def test_cloud_only_reports_each_item_instead_of_falling_back(digits: tuple[np.ndarray, np.ndarray]) -> None:
+    images, _ = digits
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        results = Client(backend="cloud", cog_url=_closed_port_url()).classify(images[:5])
+    assert [r.ok for r in results] == [False] * 5
+    assert all(isinstance(r.error, CloudUnavailableError) for r in results)
+
+
+def test_offline_never_touches_the_cog_server(digits: tuple[np.ndarray, np.ndarray]) -> None:
+    pytest.importorskip("torch")
+    client = Client(cog_url=_closed_port_url(), offline=True)
+    assert client.classify(digits[0][0]).backend == "local"
+
+
+def test_classify_through_the_real_cog_server_matches_local(
+    cog_server: str, digits: tuple[np.ndarray, np.ndarray]
+) -> None:
+    pytest.importorskip("torch")
+    images, _ = digits
+    inputs = [*images, b"not an image", images[0]]
+    with Client(cog_url=cog_server, batch_size=7, max_concurrency=3) as client:
+        results = client.classify(inputs)
+    local = Client(backend="local").classify(images)
+    assert len(results) == len(images) + 2
+    assert [r.backend for r in results if r.ok] == ["cog"] * (len(images) + 1)
+    assert [r.digit for r in results[: len(images)]] == [r.digit for r in local]
+    np.testing.assert_allclose(
+        [r.probabilities for r in results[: len(images)]], [r.probabilities for r in local], atol=1e-4
+    )
+    assert not results[-2].ok and "not a supported image" in str(results[-2].error)
