@@ -73,15 +73,16 @@ class CogServerBackend:
             finished = True
         finally:
             with self._lock:
+                ours = prediction_id in self._active  # not already cancelled by cancel_all
                 self._active.discard(prediction_id)
-            if not finished:
+            if ours and not finished:
                 self._cancel(prediction_id)
         return contract.parse_output(result, len(digits))
 
     def cancel_all(self) -> None:
         """Cancel every prediction still in flight: the caller gave up (Ctrl-C, an error)."""
         with self._lock:
-            active = list(self._active)
+            active, self._active = list(self._active), set()
         for prediction_id in active:
             self._cancel(prediction_id)
 

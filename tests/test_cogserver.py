@@ -178,3 +178,81 @@ def test_classify_through_the_real_cog_server_matches_local(
         [r.probabilities for r in results[: len(images)]], [r.probabilities for r in local], atol=1e-4
     )
     assert not results[-2].ok and "not a supported image" in str(results[-2].error)
+
+
+class _StallingCogServer:
+    """A loopback stand-in for a Cog server whose predictions never finish until cancelled."""
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        self.puts: list[str] = []
+        self.cancels: list[str] = []
+        self.cancelled = threading.Event()
+        owner = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def _reply(self, body: dict) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self) -> None:
+                self._reply({"status": "READY"})
+
+            def do_PUT(self) -> None:
+                self.rfile.read(int(self.headers["Content-Length"]))
+                owner.puts.append(self.path.rsplit("/", 1)[-1])
+                owner.cancelled.wait(10)
+                self._reply({"status": "canceled"})
+
+            def do_POST(self) -> None:
+                owner.cancels.append(self.path.split("/")[2])
+                owner.cancelled.set()
+                self._reply({})
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.cancelled.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_ctrl_c_mid_run_cancels_every_prediction_in_flight(digits: tuple[np.ndarray, np.ndarray]) -> None:
+    import os
+    import signal
+    import threading
+    import time
+
+    images, _ = digits
+    fake = _StallingCogServer()
+    try:
+        client = Client(backend="cloud", cog_url=fake.url, batch_size=10, max_concurrency=3)
+
+        def press_ctrl_c_once_predictions_run() -> None:
+            deadline = time.monotonic() + 10
+            while len(fake.puts) < 3 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            os.kill(os.getpid(), signal.SIGINT)  # a real Ctrl-C: it interrupts blocking waits too
+
+        threading.Thread(target=press_ctrl_c_once_predictions_run, daemon=True).start()
+        began = time.monotonic()
+        with pytest.raises(KeyboardInterrupt):
+            client.classify(images)  # 40 digits: 4 chunks of 10, 3 in flight
+        # the cancels went out at once (the stalled predictions would only end after 10 s)
+        assert time.monotonic() - began < 5
+        assert len(fake.puts) == 3  # the 4th chunk was never sent
+        assert sorted(fake.cancels) == sorted(fake.puts)
+    finally:
+        fake.close()
