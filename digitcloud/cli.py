@@ -76,6 +76,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with Client(
             backend=args.backend,
+            model=args.model,
+            deployment=args.deployment,
             cog_url=args.cog_url,
             batch_size=args.batch_size,
             max_concurrency=args.max_concurrency,

@@ -12,13 +12,23 @@ from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
+import requests
 
 from digitcloud import inputs
 from digitcloud.batching import chunk, ordered_map
 from digitcloud.cogserver import CogServerBackend
 from digitcloud.config import Settings
-from digitcloud.errors import AuthenticationError, CloudError, DigitCloudError, FallbackWarning, LocalBackendError
+from digitcloud.errors import (
+    AuthenticationError,
+    CloudError,
+    CloudUnavailableError,
+    DigitCloudError,
+    FallbackWarning,
+    LocalBackendError,
+    PredictionFailedError,
+)
 from digitcloud.local import LocalBackend
+from digitcloud.replicate import ReplicateBackend
 from digitcloud.types import Prediction
 
 
@@ -28,6 +38,9 @@ class Client:
     ``backend``: ``"auto"`` (default), ``"cloud"`` or ``"local"`` (``DIGITCLOUD_BACKEND``).
     "auto" sends batches to the configured cloud and answers locally when it is unavailable (or
     when there is none, or offline); "cloud" never answers locally; "local" never uses the network.
+    ``model``: a Replicate model, ``owner/name[:version]`` (``DIGITCLOUD_MODEL``), or
+    ``deployment``: ``owner/name`` (``DIGITCLOUD_DEPLOYMENT``); with ``REPLICATE_API_TOKEN``
+    (or ``token=``) and ``REPLICATE_BASE_URL`` read as the official client reads them.
     ``cog_url``: a self-hosted Cog server running predict.py (``DIGITCLOUD_COG_URL``).
     ``batch_size``: digits per forward pass or per prediction (``DIGITCLOUD_BATCH_SIZE``, default 256).
     ``max_concurrency``: cloud predictions in flight (``DIGITCLOUD_MAX_CONCURRENCY``, default 4).
@@ -40,7 +53,10 @@ class Client:
         self,
         *,
         backend: str | None = None,
+        model: str | None = None,
+        deployment: str | None = None,
         cog_url: str | None = None,
+        token: str | None = None,
         batch_size: int | None = None,
         max_concurrency: int | None = None,
         timeout: float | None = None,
@@ -49,7 +65,10 @@ class Client:
     ) -> None:
         self.settings = Settings.resolve(
             backend=backend,
+            model=model,
+            deployment=deployment,
             cog_url=cog_url,
+            token=token,
             batch_size=batch_size,
             max_concurrency=max_concurrency,
             timeout=timeout,
@@ -57,13 +76,27 @@ class Client:
             offline=offline,
         )
         self._local = LocalBackend(batch_size=self.settings.batch_size, num_threads=self.settings.num_threads)
-        self._cloud: CogServerBackend | None = None
-        if self.settings.uses_cloud and self.settings.cog_url:
-            self._cloud = CogServerBackend(self.settings.cog_url, timeout=self.settings.timeout)
+        self._cloud: CogServerBackend | ReplicateBackend | None = None
+        settings = self.settings
+        target = settings.replicate_target
+        if settings.uses_cloud and settings.cog_url:
+            self._cloud = CogServerBackend(settings.cog_url, timeout=settings.timeout)
+        elif settings.uses_cloud and target is not None and settings.token is not None:
+            self._cloud = ReplicateBackend(target, settings.token, base_url=settings.base_url, timeout=settings.timeout)
+            # one pooled connection per prediction in flight
+            adapter = requests.adapters.HTTPAdapter(pool_maxsize=settings.max_concurrency + 2)
+            self._cloud.session.mount("https://", adapter)
+            self._cloud.session.mount("http://", adapter)
+        elif target is not None and settings.backend == "auto" and not settings.offline:
+            warnings.warn(
+                f"no REPLICATE_API_TOKEN: {target} is skipped, answering on the local CPU",
+                FallbackWarning,
+                stacklevel=2,
+            )
         self._fallback_warned = False
 
     def __repr__(self) -> str:
-        cloud = f", cog_url={self.settings.cog_url!r}" if self._cloud else ""
+        cloud = f", cloud={self._cloud!r}" if self._cloud else ""
         return f"Client(backend={self.settings.backend!r}{cloud}, batch_size={self.settings.batch_size})"
 
     def __enter__(self) -> Client:
@@ -134,6 +167,8 @@ class Client:
             except AuthenticationError:
                 raise
             except CloudError as exc:
+                if not isinstance(exc, (CloudUnavailableError, PredictionFailedError)) and exc.status is not None:
+                    raise  # a 4xx other than 429 is a configuration problem: surface it, never paper over it
                 if self.settings.backend == "cloud":
                     return [exc] * len(digits), self._cloud.name
                 self._warn_fallback(exc)

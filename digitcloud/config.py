@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from digitcloud.errors import ConfigError
+from digitcloud.replicate import DEFAULT_BASE_URL, Secret, Target
 
 BACKENDS = ("auto", "cloud", "local")
 DEFAULT_BATCH_SIZE = 256
@@ -24,6 +25,18 @@ class Settings:
 
     cog_url: str | None = None
     """A self-hosted Cog server, e.g. ``http://gpu-box:5000``."""
+
+    model: str | None = None
+    """A Replicate model, ``owner/name`` or ``owner/name:version`` (``DIGITCLOUD_MODEL``)."""
+
+    deployment: str | None = None
+    """A Replicate deployment, ``owner/name`` (``DIGITCLOUD_DEPLOYMENT``)."""
+
+    token: Secret | None = field(default=None, repr=False)
+    """``REPLICATE_API_TOKEN``, kept in a ``Secret`` so it never shows in a repr or message."""
+
+    base_url: str = DEFAULT_BASE_URL
+    """``REPLICATE_BASE_URL``: the API's base, without ``/v1`` (as the official client reads it)."""
 
     timeout: float = DEFAULT_TIMEOUT
     """Seconds one batch may take in the cloud, retries and waits included."""
@@ -49,6 +62,9 @@ class Settings:
         num_threads: int | None = None,
         offline: bool | None = None,
         cog_url: str | None = None,
+        model: str | None = None,
+        deployment: str | None = None,
+        token: str | None = None,
         timeout: float | None = None,
         max_concurrency: int | None = None,
         environ: Mapping[str, str] | None = None,
@@ -74,8 +90,21 @@ class Settings:
             max_concurrency = _int(env, "DIGITCLOUD_MAX_CONCURRENCY", DEFAULT_CONCURRENCY)
         if max_concurrency < 1:
             raise ConfigError(f"max_concurrency must be at least 1; got {max_concurrency}")
-        if backend == "cloud" and cog_url is None:
-            raise ConfigError("backend='cloud' needs a cloud: pass cog_url= or set DIGITCLOUD_COG_URL")
+        model = model or (None if deployment else env.get("DIGITCLOUD_MODEL")) or None
+        deployment = deployment or (None if model else env.get("DIGITCLOUD_DEPLOYMENT")) or None
+        if model and deployment:
+            raise ConfigError("give model= or deployment=, not both")
+        if cog_url and (model or deployment):
+            raise ConfigError("give cog_url= or a Replicate model/deployment, not both")
+        if model or deployment:
+            Target.parse(model=model, deployment=deployment)  # fail now on a malformed name
+        raw_token = token if token is not None else env.get("REPLICATE_API_TOKEN", "")
+        secret = Secret(raw_token.strip()) if raw_token and raw_token.strip() else None
+        base_url = (env.get("REPLICATE_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
+        if backend == "cloud" and cog_url is None and not (model or deployment):
+            raise ConfigError("backend='cloud' needs a cloud: cog_url=, model= or deployment=")
+        if backend == "cloud" and (model or deployment) and secret is None:
+            raise ConfigError("backend='cloud' with a Replicate model needs REPLICATE_API_TOKEN")
         if backend == "cloud" and offline:
             raise ConfigError("backend='cloud' contradicts offline mode (DIGITCLOUD_OFFLINE=1)")
         return cls(
@@ -84,14 +113,26 @@ class Settings:
             num_threads=num_threads,
             offline=offline,
             cog_url=cog_url,
+            model=model,
+            deployment=deployment,
+            token=secret,
+            base_url=base_url,
             timeout=timeout,
             max_concurrency=max_concurrency,
         )
 
     @property
     def uses_cloud(self) -> bool:
-        """Whether batches go to a cloud first (they never do offline)."""
-        return self.backend != "local" and self.cog_url is not None and not self.offline
+        """Whether batches go to a cloud first (they never do offline, nor to Replicate without a token)."""
+        if self.backend == "local" or self.offline:
+            return False
+        return self.cog_url is not None or (self.replicate_target is not None and self.token is not None)
+
+    @property
+    def replicate_target(self) -> Target | None:
+        if not (self.model or self.deployment):
+            return None
+        return Target.parse(model=self.model, deployment=self.deployment)
 
 
 def _int(env: Mapping[str, str], name: str, default: int) -> int:

@@ -1,0 +1,245 @@
+"""The Replicate backend against a loopback server that speaks Replicate's API, with faults on cue.
+
+Every scenario ends with the invariants: each input has exactly one result, in order; no request_id
+was ever turned into two predictions; nothing is left running; the token shows up nowhere but the
+Authorization header.
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+import random
+import traceback
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+
+from digitcloud import (
+    AuthenticationError,
+    Client,
+    CloudUnavailableError,
+    ConfigError,
+    FallbackWarning,
+    PredictionFailedError,
+    inputs,
+)
+from digitcloud.replicate import ReplicateBackend, Secret, Target
+from digitcloud.retrying import RetryPolicy
+from tests.conftest import stroke_digits
+from tests.fakes.replicate_server import FakeReplicate, oracle
+
+TOKEN = "r8_SENTINEL_do_not_leak_0123456789abcdef"
+
+
+@pytest.fixture
+def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeReplicate]:
+    server = FakeReplicate(token=TOKEN)
+    monkeypatch.setenv("REPLICATE_API_TOKEN", TOKEN)
+    monkeypatch.setenv("REPLICATE_BASE_URL", server.url)
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="module")
+def batch() -> np.ndarray:
+    return stroke_digits(60, seed=21)[0]
+
+
+def quick(client: Client) -> Client:
+    """Instant backoff sleeps (the deadline still uses the real clock)."""
+    assert isinstance(client._cloud, ReplicateBackend)
+    client._cloud.policy = RetryPolicy(sleep=lambda s: None, rng=random.Random(0))
+    return client
+
+
+def expected(batch: np.ndarray) -> list[int]:
+    return [int(d) for d in oracle(batch).argmax(1)]
+
+
+def check_invariants(fake: FakeReplicate, results: list, n: int) -> None:
+    assert len(results) == n and [r.index for r in results] == list(range(n))
+    assert all(count == 1 for count in fake.predictions_per_request_id().values()), "a batch ran twice"
+    assert fake.unfinished() == [], "predictions left running"
+    for create in fake.accepted_creates:
+        assert create.get("Cancel-After", "").endswith("s") and int(create["Cancel-After"][:-1]) >= 5
+        assert create.get("Prefer", "").startswith("wait=")
+    for request in fake.requests:
+        assert TOKEN not in request["path"] and TOKEN.encode() not in request["body"]
+
+
+@pytest.mark.parametrize(
+    "target",
+    [{"model": "owner/digitcloud"}, {"model": "owner/digitcloud:" + "a" * 64}, {"deployment": "owner/digitcloud-prod"}],
+    ids=["model", "version", "deployment"],
+)
+def test_clean_run_in_chunks_with_concurrency(fake: FakeReplicate, batch: np.ndarray, target: dict) -> None:
+    with Client(batch_size=16, max_concurrency=3, **target) as client:
+        results = client.classify(batch)
+    assert [r.digit for r in results] == expected(batch)
+    assert {r.backend for r in results} == {"replicate"}
+    assert len(fake.predictions) == 4  # 60 digits in chunks of 16
+    paths = {r["path"] for r in fake.requests if r["method"] == "POST"}
+    want = {
+        "model": "/v1/models/owner/digitcloud/predictions",
+        "version": "/v1/predictions",
+        "deployment": "/v1/deployments/owner/digitcloud-prod/predictions",
+    }
+    assert paths == {want[Target.parse(**target).kind]}
+    check_invariants(fake, results, len(batch))
+
+
+def test_429_storm_is_waited_out(fake: FakeReplicate, batch: np.ndarray) -> None:
+    fake.inject("create", "429", times=3)
+    sleeps: list[float] = []
+    client = Client(model="owner/digitcloud", batch_size=60)
+    assert isinstance(client._cloud, ReplicateBackend)
+    client._cloud.policy = RetryPolicy(sleep=sleeps.append, rng=random.Random(0))
+    results = client.classify(batch)
+    assert [r.digit for r in results] == expected(batch)
+    assert sum(1 for s in sleeps if s >= 1.0) >= 3  # Retry-After: 1 honoured each time
+    check_invariants(fake, results, len(batch))
+
+
+@pytest.mark.parametrize("fault", ["500_after", "reset_after", "malformed_after", "500_before", "reset_before"])
+def test_ambiguous_create_is_reconciled_never_duplicated(fake: FakeReplicate, batch: np.ndarray, fault: str) -> None:
+    fake.inject("create", fault)
+    results = quick(Client(model="owner/digitcloud", batch_size=60)).classify(batch)
+    assert [r.digit for r in results] == expected(batch) and {r.backend for r in results} == {"replicate"}
+    assert len(fake.predictions) == 1  # adopted when it existed, created once when it did not
+    check_invariants(fake, results, len(batch))
+
+
+def test_dropped_and_failing_polls_are_retried(fake: FakeReplicate, batch: np.ndarray) -> None:
+    fake.run_seconds = 0.3
+    fake.inject("get", "drop", times=2)
+    fake.inject("get", "500", times=2)
+    client = Client(model="owner/digitcloud", batch_size=60)
+    assert isinstance(client._cloud, ReplicateBackend)
+    client._cloud.policy = RetryPolicy(attempts=6, sleep=lambda s: None)
+    results = client.classify(batch)
+    assert [r.digit for r in results] == expected(batch)
+    check_invariants(fake, results, len(batch))
+
+
+@pytest.mark.parametrize("fault", ["fail", "abort", "cancel_by_server", "short_output"])
+def test_bad_endings_fall_back_to_local_in_auto(fake: FakeReplicate, batch: np.ndarray, fault: str) -> None:
+    pytest.importorskip("torch")
+    fake.inject("create", fault)
+    with pytest.warns(FallbackWarning):
+        results = quick(Client(model="owner/digitcloud", batch_size=60)).classify(batch[:10])
+    assert {r.backend for r in results} == {"local"} and all(r.ok for r in results)
+    check_invariants(fake, results, 10)
+
+
+def test_failed_prediction_is_reported_per_item_in_cloud_mode(fake: FakeReplicate, batch: np.ndarray) -> None:
+    fake.inject("create", "fail")
+    results = quick(Client(model="owner/digitcloud", backend="cloud", batch_size=5)).classify(batch[:10])
+    assert [isinstance(r.error, PredictionFailedError) for r in results] == [True] * 5 + [False] * 5
+    assert "illegal memory access" in str(results[0].error)
+    assert [r.digit for r in results[5:]] == expected(batch[5:10])
+    check_invariants(fake, results, 10)
+
+
+def test_prediction_that_never_finishes_is_cancelled_at_the_deadline(fake: FakeReplicate, batch: np.ndarray) -> None:
+    fake.inject("create", "never_finish")
+    client = Client(model="owner/digitcloud", backend="cloud", batch_size=60, timeout=5)
+    results = client.classify(batch[:4])
+    assert all(isinstance(r.error, CloudUnavailableError) for r in results)
+    assert "deadline" in str(results[0].error)
+    (pid,) = fake.predictions
+    assert fake.cancels == [pid] and fake.predictions[pid]["status"] in ("canceled", "aborted")
+    check_invariants(fake, results, 4)
+
+
+def test_bad_token_surfaces_and_is_never_shown(
+    fake: FakeReplicate, batch: np.ndarray, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("REPLICATE_API_TOKEN", "r8_wrong_SENTINEL_token_value_000000000")
+    caplog.set_level(logging.DEBUG)
+    client = Client(model="owner/digitcloud", batch_size=60)
+    with pytest.raises(AuthenticationError) as exc:
+        client.classify(batch[:3])
+    assert len(fake.requests) == 1  # one 401, no retry, no fallback storm
+    shown = "\n".join(
+        [
+            str(exc.value),
+            repr(exc.value),
+            "".join(traceback.format_exception(exc.value)),
+            repr(client),
+            repr(client.settings),
+            caplog.text,
+        ]
+    )
+    assert "SENTINEL" not in shown and "REPLICATE_API_TOKEN" in str(exc.value)
+
+
+def test_large_batch_goes_through_the_files_api(fake: FakeReplicate) -> None:
+    # noise inside the central 20x20 box: MNIST-shaped (passes through untouched) and incompressible
+    noise = np.zeros((2000, 28, 28), dtype=np.uint8)
+    noise[:, 4:24, 4:24] = np.random.default_rng(0).integers(1, 256, (2000, 20, 20), dtype=np.uint8)
+    results = quick(Client(model="owner/digitcloud", batch_size=2000)).classify(noise)
+    sent = inputs.stack(inputs.load_items(inputs.expand(noise)))  # what the client normalised and sent
+    assert [r.digit for r in results] == expected(sent)
+    assert len(fake.files) == 1
+    (prediction,) = fake.predictions.values()
+    assert prediction["input"]["digits"].startswith(fake.url + "/v1/files/")
+    check_invariants(fake, results, len(noise))
+
+
+def test_no_token_means_local_with_a_notice_and_no_request(
+    fake: FakeReplicate, batch: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("torch")
+    monkeypatch.delenv("REPLICATE_API_TOKEN")
+    with pytest.warns(FallbackWarning, match="no REPLICATE_API_TOKEN"):
+        client = Client(model="owner/digitcloud")
+    assert client.classify(batch[0]).backend == "local"
+    assert fake.requests == []
+    with pytest.raises(ConfigError, match="REPLICATE_API_TOKEN"):
+        Client(model="owner/digitcloud", backend="cloud")
+
+
+def test_target_parsing_and_secret_handling() -> None:
+    assert Target.parse(model="o/n") == Target("model", "o", "n")
+    assert Target.parse(model="o/n:abc") == Target("version", "o", "n", "abc")
+    assert Target.parse(deployment="o/n") == Target("deployment", "o", "n")
+    assert Target.parse(model="deployments/o/n").kind == "deployment"
+    for bad in ("owner", "o/n/x", "/n"):
+        with pytest.raises(ConfigError):
+            Target.parse(model=bad)
+    secret = Secret(TOKEN)
+    assert TOKEN not in repr(secret) and TOKEN not in str(secret) and secret.reveal() == TOKEN
+    with pytest.raises(TypeError):
+        pickle.dumps(secret)
+    assert not Secret("   ")
+
+
+def test_parity_local_cog_and_replicate_paths(
+    cog_server: str, monkeypatch: pytest.MonkeyPatch, batch: np.ndarray
+) -> None:
+    """The same digits get the same labels locally, from the Cog server, and through the Replicate
+    API whose predictions run on that Cog server with the project's predict.py."""
+    pytest.importorskip("torch")
+    import requests
+
+    from digitcloud import contract
+
+    def through_cog(digits: np.ndarray) -> np.ndarray:
+        body = {"input": {"digits": contract.encode_batch(digits)}}
+        out = requests.post(f"{cog_server}/predictions", json=body, timeout=120).json()
+        return np.array([e["probabilities"] for e in out["output"]["predictions"]], dtype=np.float32)
+
+    server = FakeReplicate(model_fn=through_cog, token=TOKEN)
+    monkeypatch.setenv("REPLICATE_API_TOKEN", TOKEN)
+    monkeypatch.setenv("REPLICATE_BASE_URL", server.url)
+    try:
+        replicate = Client(model="owner/digitcloud", batch_size=25).classify(batch)
+    finally:
+        server.close()
+    local = Client(backend="local").classify(batch)
+    cog = Client(cog_url=cog_server, batch_size=25).classify(batch)
+    assert {r.backend for r in replicate} == {"replicate"} and {r.backend for r in cog} == {"cog"}
+    assert [r.digit for r in replicate] == [r.digit for r in cog] == [r.digit for r in local]
+    np.testing.assert_allclose([r.probabilities for r in replicate], [r.probabilities for r in local], atol=1e-4)
