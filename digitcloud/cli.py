@@ -65,12 +65,42 @@ def build_parser() -> argparse.ArgumentParser:
         "--progress", dest="progress", action="store_true", default=None, help="always show a progress bar on stderr"
     )
     progress.add_argument("--no-progress", dest="progress", action="store_false", help="never show a progress bar")
+    release = commands.add_parser(
+        "release",
+        help="resolve a Replicate model's latest version and check it speaks wire contract v1",
+        description="After `cog push`: find the model's latest version, check its inputs, print how to pin it.",
+    )
+    release.add_argument("model", metavar="OWNER/NAME")
     return parser
+
+
+def release_main(model: str) -> int:
+    from digitcloud.release import latest_release
+
+    try:
+        found = latest_release(model)
+    except DigitCloudError as exc:
+        print(f"digitcloud: error: {exc}", file=sys.stderr)
+        return 1
+    print(f"{found.model}: latest version {found.version} (created {found.created_at})")
+    if not found.compatible:
+        print(
+            f"digitcloud: this version lacks the inputs {', '.join(found.missing_inputs)} of wire contract v1: "
+            "was predict.py pushed?",
+            file=sys.stderr,
+        )
+        return 1
+    print("inputs image, digits, request_id: wire contract v1")
+    print(f"pin it:  export DIGITCLOUD_MODEL={found.pinned}")
+    print(f'or:      classify(images, model="{found.pinned}")')
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command == "release":
+        return release_main(args.model)
     if not args.paths and not args.csv:
         parser.error("classify needs at least one path or --csv FILE")
     try:

@@ -243,3 +243,24 @@ def test_parity_local_cog_and_replicate_paths(
     assert {r.backend for r in replicate} == {"replicate"} and {r.backend for r in cog} == {"cog"}
     assert [r.digit for r in replicate] == [r.digit for r in cog] == [r.digit for r in local]
     np.testing.assert_allclose([r.probabilities for r in replicate], [r.probabilities for r in local], atol=1e-4)
+
+
+def test_release_resolves_the_latest_version_with_the_official_client(
+    fake: FakeReplicate, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("replicate")
+    from digitcloud.cli import main
+
+    version = "5c7d5dc6dd8bf75c1acaa8565735e7986bc5b66206b55cca93cb72c9bf15ccaa"
+    fake.add_version("owner/digitcloud", version)
+    assert main(["release", "owner/digitcloud"]) == 0
+    out = capsys.readouterr().out
+    assert f"export DIGITCLOUD_MODEL=owner/digitcloud:{version}" in out and TOKEN not in out
+    assert any(r["path"] == "/v1/models/owner/digitcloud" for r in fake.requests)
+
+    fake.add_version("owner/other", "b" * 64, inputs=("prompt",))
+    assert main(["release", "owner/other"]) == 1
+    assert "lacks the inputs image, digits, request_id" in capsys.readouterr().err
+
+    assert main(["release", "owner/missing"]) == 1
+    assert "could not read model owner/missing" in capsys.readouterr().err

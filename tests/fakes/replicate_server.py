@@ -66,6 +66,7 @@ class FakeReplicate:
         self.cancels: list[str] = []
         self.accepted_creates: list[dict[str, Any]] = []  # headers of every create that made a prediction
         self.create_times: deque[float] = deque()
+        self.models: dict[str, dict[str, Any]] = {}
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
@@ -77,6 +78,39 @@ class FakeReplicate:
             event.set()
         self.server.shutdown()
         self.server.server_close()
+
+    def add_version(
+        self, model: str, version: str, inputs: tuple[str, ...] = ("image", "digits", "request_id")
+    ) -> None:
+        """Register ``model``'s latest version, as ``cog push`` would, with an OpenAPI schema of ``inputs``."""
+        owner, name = model.split("/")
+        schema = {
+            "openapi": "3.0.2",
+            "components": {
+                "schemas": {
+                    "Input": {
+                        "type": "object",
+                        "properties": {n: {"type": "string", "x-order": i} for i, n in enumerate(inputs)},
+                    },
+                    "Output": {"type": "object", "properties": {"predictions": {"type": "array"}}},
+                }
+            },
+        }
+        latest = {"id": version, "created_at": _now(), "cog_version": "0.23.1", "openapi_schema": schema}
+        self.models[model] = {
+            "url": f"{self.url}/{model}",
+            "owner": owner,
+            "name": name,
+            "description": None,
+            "visibility": "private",
+            "github_url": None,
+            "paper_url": None,
+            "license_url": None,
+            "run_count": 0,
+            "cover_image_url": None,
+            "default_example": None,
+            "latest_version": latest,
+        }
 
     # ------------------------------------------------------------------ faults and ledger
 
@@ -325,6 +359,16 @@ class FakeReplicate:
                     return
                 if parts.path == "/v1/predictions":
                     self._list(parse_qs(parts.query))
+                    return
+                if parts.path.startswith("/v1/models/"):
+                    segments = parts.path.split("/")[3:]
+                    model = fake.models.get("/".join(segments[:2]))
+                    if model is None:
+                        self._send(404, {"title": "Not found", "detail": "Model not found", "status": 404})
+                    elif segments[2:] == ["versions"]:
+                        self._send(200, {"next": None, "previous": None, "results": [model["latest_version"]]})
+                    else:
+                        self._send(200, model)
                     return
                 if parts.path.startswith("/v1/predictions/"):
                     fault = fake._fault("get")

@@ -1,0 +1,73 @@
+"""The control plane: which version of a Replicate model to pin, checked against wire contract v1.
+
+Uses the official ``replicate`` client (``pip install 'digitcloud[release]'``): retries and speed
+matter little here, and it reads REPLICATE_API_TOKEN and REPLICATE_BASE_URL as users expect.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from digitcloud.errors import AuthenticationError, CloudError, ConfigError, MissingDependencyError
+from digitcloud.replicate import Target
+
+CONTRACT_INPUTS = ("image", "digits", "request_id")
+
+
+@dataclass(frozen=True)
+class Release:
+    """A model's latest version and whether its inputs are the ones digitcloud sends."""
+
+    model: str
+    version: str
+    created_at: str
+    missing_inputs: tuple[str, ...]
+
+    @property
+    def pinned(self) -> str:
+        return f"{self.model}:{self.version}"
+
+    @property
+    def compatible(self) -> bool:
+        return not self.missing_inputs
+
+
+def latest_release(model: str, *, token: str | None = None, base_url: str | None = None) -> Release:
+    """Resolve ``owner/name`` to its latest version (after ``cog push``) and check its schema."""
+    try:
+        import replicate
+        import replicate.exceptions
+    except ImportError as exc:
+        raise MissingDependencyError(
+            "resolving releases needs the official client: pip install 'digitcloud[release]'"
+        ) from exc
+    target = Target.parse(model=model)
+    if target.kind != "model":
+        raise ConfigError(f"give a model as owner/name, without a version; got {model!r}")
+    client = replicate.Client(api_token=token, base_url=base_url)
+    try:
+        found = client.models.get(f"{target.owner}/{target.name}")
+    except replicate.exceptions.ReplicateError as exc:
+        status = getattr(exc, "status", None)
+        if status in (401, 403):
+            raise AuthenticationError("Replicate refused the token: check REPLICATE_API_TOKEN", status=status) from None
+        raise CloudError(
+            f"could not read model {model}: {getattr(exc, 'detail', None) or exc}", status=status
+        ) from None
+    finally:
+        # The official client never closes its httpx.Client; close it so no socket is left open.
+        client._client.close()
+    version = found.latest_version
+    if version is None:
+        raise CloudError(f"{model} has no version yet: run `cog push r8.im/{model}` first")
+    inputs = _input_names(version.openapi_schema)
+    missing = tuple(name for name in CONTRACT_INPUTS if name not in inputs)
+    return Release(f"{target.owner}/{target.name}", version.id, str(version.created_at), missing)
+
+
+def _input_names(schema: Any) -> set[str]:
+    try:
+        return set(schema["components"]["schemas"]["Input"]["properties"])
+    except (KeyError, TypeError):
+        return set()
