@@ -216,7 +216,7 @@ def _prediction(index: int, source: str, probs: np.ndarray, backend: str) -> Pre
         source=source,
         digit=digit,
         confidence=float(probs[digit]),
-        probabilities=tuple(float(p) for p in probs),
+        probabilities=tuple(probs.tolist()),
         backend=backend,
     )
 

@@ -327,3 +327,20 @@ def test_unexpected_decoder_failure_is_contained(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr(inputs, "normalize_image", boom)
     (item,) = load_all([encode(seven)])
     assert isinstance(item.error, InputError) and "RuntimeError" in str(item.error)
+
+
+def test_batch_fast_path_matches_one_at_a_time(digits: tuple[np.ndarray, np.ndarray]) -> None:
+    # given a uint8 batch mixing MNIST-shaped digits, shifted ones, inverted ones and a blank
+    images = digits[0][:12].copy()
+    images[3] = np.roll(images[3], 4, axis=1)
+    images[5] = 255 - images[5]
+    images[7] = 0
+    assert list(inputs.mnist_shaped(images)) == [i not in (3, 5, 7) for i in range(12)]
+    # when the batch is expanded at once, then each digit equals the one-at-a-time answer
+    together = load_all(images)
+    for i, item in enumerate(together):
+        alone = load_all(images[i : i + 1])[0]
+        if alone.error is None:
+            np.testing.assert_array_equal(item.digit, alone.digit)
+        else:
+            assert item.error is not None and item.error.reason == alone.error.reason

@@ -51,12 +51,14 @@ class FakeReplicate:
         run_seconds: float = 0.0,
         page_size: int = 100,
         creates_per_minute: int = 600,
+        latency: float = 0.0,
     ) -> None:
         self.model_fn = model_fn
         self.token = token
         self.run_seconds = run_seconds
         self.page_size = page_size
         self.creates_per_minute = creates_per_minute
+        self.latency = latency  # added to every answer: a network round trip
         self.lock = threading.Lock()
         self.predictions: dict[str, dict[str, Any]] = {}
         self.done: dict[str, threading.Event] = {}
@@ -223,6 +225,8 @@ class FakeReplicate:
                 pass
 
             def _send(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
+                if fake.latency:
+                    time.sleep(fake.latency)
                 data = body if isinstance(body, bytes) else json.dumps(body).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
