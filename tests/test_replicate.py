@@ -62,6 +62,7 @@ def check_invariants(fake: FakeReplicate, results: list, n: int) -> None:
     assert len(results) == n and [r.index for r in results] == list(range(n))
     assert all(count == 1 for count in fake.predictions_per_request_id().values()), "a batch ran twice"
     assert fake.unfinished() == [], "predictions left running"
+    assert fake.schema_errors == [], "a body broke Replicate's OpenAPI spec"
     for create in fake.accepted_creates:
         assert create.get("Cancel-After", "").endswith("s") and int(create["Cancel-After"][:-1]) >= 5
         assert create.get("Prefer", "").startswith("wait=")
@@ -257,6 +258,7 @@ def test_release_resolves_the_latest_version_with_the_official_client(
     out = capsys.readouterr().out
     assert f"export DIGITCLOUD_MODEL=owner/digitcloud:{version}" in out and TOKEN not in out
     assert any(r["path"] == "/v1/models/owner/digitcloud" for r in fake.requests)
+    assert fake.schema_errors == []
 
     fake.add_version("owner/other", "b" * 64, inputs=("prompt",))
     assert main(["release", "owner/other"]) == 1
@@ -264,3 +266,13 @@ def test_release_resolves_the_latest_version_with_the_official_client(
 
     assert main(["release", "owner/missing"]) == 1
     assert "could not read model owner/missing" in capsys.readouterr().err
+
+
+def test_the_spec_check_catches_a_body_that_breaks_it() -> None:
+    from tests.fakes import openapi
+
+    if not openapi.available():
+        pytest.skip("Replicate's OpenAPI spec or jsonschema is not present")
+    assert openapi.problems("schemas_prediction_response", {"id": 7, "status": "running"})
+    assert openapi.problems("schemas_version_prediction_request", {"input": {}, "webhook_completed": "x"})
+    assert openapi.problems("schemas_prediction_request", {"input": {"digits": "data:,"}}) == []

@@ -27,6 +27,7 @@ import numpy as np
 
 from digitcloud import inputs
 from digitcloud.model import prediction_entries
+from tests.fakes import openapi
 
 TERMINAL = ("succeeded", "failed", "canceled", "aborted")
 
@@ -69,6 +70,7 @@ class FakeReplicate:
         self.accepted_creates: list[dict[str, Any]] = []  # headers of every create that made a prediction
         self.create_times: deque[float] = deque()
         self.models: dict[str, dict[str, Any]] = {}
+        self.schema_errors: list[str] = []  # request and response bodies that break Replicate's spec
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
@@ -192,7 +194,9 @@ class FakeReplicate:
         prediction = {
             "id": pid,
             "model": "owner/digitcloud",
-            "version": body.get("version") or "hidden",
+            # a model's or deployment's prediction reports the version that ran (not "hidden", which
+            # the spec keeps for official models)
+            "version": body.get("version") or "0" * 64,
             "input": body.get("input") or {},
             "output": None,
             "error": None,
@@ -224,7 +228,11 @@ class FakeReplicate:
             def log_message(self, *args: object) -> None:
                 pass
 
-            def _send(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
+            def _send(
+                self, status: int, body: Any, headers: dict[str, str] | None = None, schema: str | None = None
+            ) -> None:
+                if schema is not None:
+                    fake.schema_errors.extend(openapi.problems(schema, body))
                 if fake.latency:
                     time.sleep(fake.latency)
                 data = body if isinstance(body, bytes) else json.dumps(body).encode()
@@ -269,7 +277,7 @@ class FakeReplicate:
                     if p is None:
                         self._send(404, {"detail": "Not found"})
                     else:
-                        self._send(200, p)
+                        self._send(200, dict(p), schema="schemas_prediction_response")
                     return
                 if path == "/v1/files":
                     self._upload(raw)
@@ -333,6 +341,12 @@ class FakeReplicate:
                     self._send(500, {"detail": "Internal server error"})
                     return
                 body = json.loads(raw)
+                request_schema = (
+                    "schemas_version_prediction_request"
+                    if self.path == "/v1/predictions"
+                    else ("schemas_prediction_request")
+                )
+                fake.schema_errors.extend(openapi.problems(request_schema, body))
                 run_fault = (
                     fault if fault in ("never_finish", "fail", "abort", "cancel_by_server", "short_output") else None
                 )
@@ -352,7 +366,7 @@ class FakeReplicate:
                     fake.done[prediction["id"]].wait(min(seconds, 5.0))
                 with fake.lock:
                     snapshot = dict(prediction)
-                self._send(201, snapshot)
+                self._send(201, snapshot, schema="schemas_prediction_response")
 
             def do_GET(self) -> None:
                 parts = urlsplit(self.path)
@@ -370,9 +384,13 @@ class FakeReplicate:
                     if model is None:
                         self._send(404, {"title": "Not found", "detail": "Model not found", "status": 404})
                     elif segments[2:] == ["versions"]:
-                        self._send(200, {"next": None, "previous": None, "results": [model["latest_version"]]})
+                        self._send(
+                            200,
+                            {"next": None, "previous": None, "results": [model["latest_version"]]},
+                            schema="schemas_paginated_version_response",
+                        )
                     else:
-                        self._send(200, model)
+                        self._send(200, model, schema="schemas_model_response")
                     return
                 if parts.path.startswith("/v1/predictions/"):
                     fault = fake._fault("get")
@@ -387,7 +405,8 @@ class FakeReplicate:
                         self._send(404, {"detail": "Not found"})
                     else:
                         with fake.lock:
-                            self._send(200, dict(p))
+                            snapshot = dict(p)
+                        self._send(200, snapshot, schema="schemas_prediction_response")
                     return
                 self._send(404, {"detail": "Not found"})
 
@@ -404,6 +423,10 @@ class FakeReplicate:
                 following = None
                 if cursor + fake.page_size < len(matching):
                     following = f"{fake.url}/v1/predictions?created_after={after}&cursor={cursor + fake.page_size}"
-                self._send(200, {"next": following, "previous": None, "results": page})
+                self._send(
+                    200,
+                    {"next": following, "previous": None, "results": page},
+                    schema="schemas_paginated_prediction_response",
+                )
 
         return Handler
