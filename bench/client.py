@@ -29,11 +29,11 @@ class InstantBackend:
 
     name = "instant"
 
-    def predict(self, digits: np.ndarray) -> list[np.ndarray]:
+    def predict(self, digits: np.ndarray, stop: object = None) -> list[np.ndarray]:
         probs = np.full(10, 0.1, dtype=np.float32)
         return [probs] * len(digits)
 
-    def cancel_all(self) -> None:
+    def cancel_all(self, stop: object = None) -> None:
         pass
 
     def close(self) -> None:

@@ -6,6 +6,7 @@ given settings), as ``httpx.get()`` wraps a client.
 
 from __future__ import annotations
 
+import functools
 import threading
 import warnings
 from collections.abc import Iterator
@@ -130,9 +131,17 @@ class Client:
         numbered = _numbered(chunk(items, self.settings.batch_size))
         # Local inference already uses every core; only cloud round trips gain from overlapping.
         concurrency = self.settings.max_concurrency if self._cloud is not None else 1
-        on_abort = self._cloud.cancel_all if self._cloud is not None else None
+        stop = threading.Event()  # set when this call gives up: its predictions get cancelled
+        cloud = self._cloud
+
+        def abort() -> None:
+            stop.set()
+            if cloud is not None:
+                cloud.cancel_all(stop)
+
+        work = functools.partial(self._classify_chunk, stop=stop)
         try:
-            for results in ordered_map(self._classify_chunk, numbered, concurrency, on_abort):
+            for results in ordered_map(work, numbered, concurrency, abort):
                 yield from results
                 if bar is not None:
                     bar.update(len(results))
@@ -140,11 +149,11 @@ class Client:
             if bar is not None:
                 bar.close()
 
-    def _classify_chunk(self, numbered: tuple[int, list[inputs.Item]]) -> list[Prediction]:
+    def _classify_chunk(self, numbered: tuple[int, list[inputs.Item]], stop: threading.Event) -> list[Prediction]:
         start, block = numbered
         loaded = inputs.load_items(block, start)
         digits = inputs.stack(loaded)
-        answers, backend = self._predict(digits) if len(digits) else ([], "local")
+        answers, backend = self._predict(digits, stop) if len(digits) else ([], "local")
         results, k = [], 0
         for item in loaded:
             if item.error is not None:
@@ -158,12 +167,12 @@ class Client:
                 results.append(_prediction(item.index, item.source, answer, backend))
         return results
 
-    def _predict(self, digits: np.ndarray) -> tuple[list[np.ndarray | DigitCloudError], str]:
+    def _predict(self, digits: np.ndarray, stop: threading.Event) -> tuple[list[np.ndarray | DigitCloudError], str]:
         """Answers for a chunk and the backend that gave them: the cloud when configured, local when
         the cloud is unavailable ("auto" only). A bad token is never papered over by a fallback."""
         if self._cloud is not None:
             try:
-                remote = self._cloud.predict(digits)
+                remote = self._cloud.predict(digits, stop)
             except AuthenticationError:
                 raise
             except CloudError as exc:
@@ -171,6 +180,8 @@ class Client:
                     raise  # a 4xx other than 429 is a configuration problem: surface it, never paper over it
                 if self.settings.backend == "cloud":
                     return [exc] * len(digits), self._cloud.name
+                if stop.is_set():
+                    raise  # the caller gave up: no local work either
                 self._warn_fallback(exc)
             else:
                 answers: list[np.ndarray | DigitCloudError] = [

@@ -42,7 +42,7 @@ class CogServerBackend:
         self.policy = policy or RetryPolicy()
         self._checked = False
         self._lock = threading.Lock()
-        self._active: set[str] = set()
+        self._active: dict[str, threading.Event] = {}  # prediction id -> its call's stop event
 
     def __repr__(self) -> str:
         return f"CogServerBackend(url={self.url!r})"
@@ -58,31 +58,38 @@ class CogServerBackend:
             raise CloudUnavailableError(f"Cog server {self.url} is not ready (status {status})")
         self._checked = True
 
-    def predict(self, digits: np.ndarray) -> list[np.ndarray | str]:
-        """Per digit: probabilities, or the predictor's error text; raises ``CloudError`` subclasses."""
+    def predict(self, digits: np.ndarray, stop: threading.Event | None = None) -> list[np.ndarray | str]:
+        """Per digit: probabilities, or the predictor's error text; raises ``CloudError`` subclasses.
+
+        ``stop`` is set when the caller gives up; ``cancel_all(stop)`` then cancels this prediction.
+        """
+        stop = stop or threading.Event()
         if not self._checked:
             self.check_health()
         prediction_id = f"digitcloud-{uuid.uuid4().hex}"
         body = {"id": prediction_id, "input": {"digits": contract.encode_batch(digits), "request_id": prediction_id}}
         deadline = Deadline(self.timeout)
         with self._lock:
-            self._active.add(prediction_id)
+            self._active[prediction_id] = stop
         finished = False
         try:
+            if stop.is_set():
+                raise CloudUnavailableError("abandoned before it was sent: the caller gave up")
             result = self._put_until_done(prediction_id, body, deadline)
             finished = True
         finally:
             with self._lock:
-                ours = prediction_id in self._active  # not already cancelled by cancel_all
-                self._active.discard(prediction_id)
+                ours = self._active.pop(prediction_id, None) is not None  # not cancelled by cancel_all
             if ours and not finished:
                 self._cancel(prediction_id)
         return contract.parse_output(result, len(digits))
 
-    def cancel_all(self) -> None:
-        """Cancel every prediction still in flight: the caller gave up (Ctrl-C, an error)."""
+    def cancel_all(self, stop: threading.Event | None = None) -> None:
+        """Cancel the predictions in flight for the call that set ``stop`` (all when ``None``)."""
         with self._lock:
-            active, self._active = list(self._active), set()
+            active = [pid for pid, event in self._active.items() if stop is None or event is stop]
+            for pid in active:
+                del self._active[pid]
         for prediction_id in active:
             self._cancel(prediction_id)
 

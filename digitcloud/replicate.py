@@ -149,7 +149,8 @@ class ReplicateBackend:
         self.policy = policy or RetryPolicy()
         self.wall_clock = wall_clock
         self._lock = threading.Lock()
-        self._active: dict[str, str] = {}  # prediction id -> its cancel URL
+        # prediction id -> (its cancel URL, the stop event of the classify call that started it)
+        self._active: dict[str, tuple[str, threading.Event]] = {}
 
     def __repr__(self) -> str:
         return f"ReplicateBackend(target={str(self.target)!r}, base_url={self.base_url!r})"
@@ -179,9 +180,16 @@ class ReplicateBackend:
     @staticmethod
     def _raise_for_status(resp: requests.Response, what: str) -> None:
         """Map a non-2xx answer to the error tree (never echoing request headers)."""
-        if resp.status_code < 400:
+        if resp.status_code < 300:
             return
         detail = _detail(resp)
+        if resp.status_code < 400:
+            # API calls never follow redirects: the Authorization header must not travel elsewhere.
+            raise CloudError(
+                f"Replicate redirected {what} to {resp.headers.get('Location')!r}; not followed",
+                status=resp.status_code,
+                detail=detail,
+            )
         if resp.status_code in (401, 403):
             raise AuthenticationError(
                 f"Replicate refused the token ({resp.status_code}) for {what}: check REPLICATE_API_TOKEN",
@@ -198,31 +206,37 @@ class ReplicateBackend:
 
     # ------------------------------------------------------------------ one batch
 
-    def predict(self, digits: np.ndarray) -> list[np.ndarray | str]:
-        """Per digit: probabilities or the predictor's error text; raises ``CloudError`` subclasses."""
+    def predict(self, digits: np.ndarray, stop: threading.Event | None = None) -> list[np.ndarray | str]:
+        """Per digit: probabilities or the predictor's error text; raises ``CloudError`` subclasses.
+
+        ``stop`` is set when the caller gives up: a prediction created after that is cancelled
+        at once, and polling stops.
+        """
+        stop = stop or threading.Event()
         deadline = Deadline(self.timeout)
         request_id = f"digitcloud-{uuid.uuid4().hex}"
         payload = {"digits": self._digits_input(digits, deadline), "request_id": request_id}
         prediction = self._create(payload, request_id, deadline)
         prediction_id = str(prediction["id"])
         with self._lock:
-            self._active[prediction_id] = self._cancel_url(prediction)
+            self._active[prediction_id] = (self._cancel_url(prediction), stop)
         finished = False
         try:
-            prediction = self._wait(prediction, deadline)
+            prediction = self._wait(prediction, deadline, stop)
             finished = True
         finally:
             with self._lock:
-                cancel_url = self._active.pop(prediction_id, None)
-            if cancel_url and not finished:
-                self._cancel(cancel_url)
+                entry = self._active.pop(prediction_id, None)
+            if entry is not None and not finished:
+                self._cancel(entry[0])
         return self._outcome(prediction, len(digits))
 
-    def cancel_all(self) -> None:
-        """Cancel every prediction still in flight: the caller gave up (Ctrl-C, an error)."""
+    def cancel_all(self, stop: threading.Event | None = None) -> None:
+        """Cancel the predictions in flight for the call that set ``stop`` (all when ``None``)."""
         with self._lock:
-            active, self._active = list(self._active.values()), {}
-        for url in active:
+            mine = [pid for pid, (_, event) in self._active.items() if stop is None or event is stop]
+            urls = [self._active.pop(pid)[0] for pid in mine]
+        for url in urls:
             self._cancel(url)
 
     def _cancel_url(self, prediction: dict[str, Any]) -> str:
@@ -367,10 +381,13 @@ class ReplicateBackend:
                 break
         raise CloudUnavailableError(f"Replicate did not answer a GET ({reason})")
 
-    def _wait(self, prediction: dict[str, Any], deadline: Deadline) -> dict[str, Any]:
-        """Poll until the prediction is terminal or the deadline passes (then the caller cancels)."""
+    def _wait(self, prediction: dict[str, Any], deadline: Deadline, stop: threading.Event) -> dict[str, Any]:
+        """Poll until the prediction is terminal, the deadline passes or the caller gives up (then
+        the caller cancels it)."""
         poll = 0
         while prediction.get("status") not in TERMINAL:
+            if stop.is_set():
+                raise CloudUnavailableError(f"prediction {prediction.get('id')} abandoned: the caller gave up")
             poll += 1
             delay = min(2.0, 0.1 * 2 ** min(poll, 5))
             if not deadline.fits(delay):

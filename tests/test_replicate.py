@@ -232,15 +232,19 @@ def test_parity_local_cog_and_replicate_paths(
         out = requests.post(f"{cog_server}/predictions", json=body, timeout=120).json()
         return np.array([e["probabilities"] for e in out["output"]["predictions"]], dtype=np.float32)
 
+    # 3,000 distinct MNIST-shaped digits: 300 drawn ones at 10 ink intensities
+    base = stroke_digits(300, seed=5)[0]
+    many = np.concatenate([np.rint(base * level).astype(np.uint8) for level in np.linspace(0.55, 1.0, 10)])
     server = FakeReplicate(model_fn=through_cog, token=TOKEN)
     monkeypatch.setenv("REPLICATE_API_TOKEN", TOKEN)
     monkeypatch.setenv("REPLICATE_BASE_URL", server.url)
     try:
-        replicate = Client(model="owner/digitcloud", batch_size=25).classify(batch)
+        replicate = Client(model="owner/digitcloud", batch_size=1000, max_concurrency=2).classify(many)
+        assert server.schema_errors == []
     finally:
         server.close()
-    local = Client(backend="local").classify(batch)
-    cog = Client(cog_url=cog_server, batch_size=25).classify(batch)
+    local = Client(backend="local").classify(many)
+    cog = Client(cog_url=cog_server, batch_size=1000).classify(many)
     assert {r.backend for r in replicate} == {"replicate"} and {r.backend for r in cog} == {"cog"}
     assert [r.digit for r in replicate] == [r.digit for r in cog] == [r.digit for r in local]
     np.testing.assert_allclose([r.probabilities for r in replicate], [r.probabilities for r in local], atol=1e-4)
@@ -276,3 +280,32 @@ def test_the_spec_check_catches_a_body_that_breaks_it() -> None:
     assert openapi.problems("schemas_prediction_response", {"id": 7, "status": "running"})
     assert openapi.problems("schemas_version_prediction_request", {"input": {}, "webhook_completed": "x"})
     assert openapi.problems("schemas_prediction_request", {"input": {"digits": "data:,"}}) == []
+
+
+def test_ctrl_c_mid_run_cancels_every_prediction_started(fake: FakeReplicate, batch: np.ndarray) -> None:
+    import os
+    import signal
+    import threading
+    import time
+
+    fake.inject("create", "never_finish", times=10)
+    client = Client(model="owner/digitcloud", batch_size=10, max_concurrency=3, timeout=60)
+
+    def press_ctrl_c_once_three_run() -> None:
+        deadline = time.monotonic() + 10
+        while len(fake.predictions) < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.2)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=press_ctrl_c_once_three_run, daemon=True).start()
+    began = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        client.classify(batch)  # 60 digits: 6 chunks, 3 in flight
+    assert time.monotonic() - began < 30
+    assert len(fake.predictions) == 3
+    assert sorted(fake.cancels) == sorted(fake.predictions)
+    deadline = time.monotonic() + 5
+    while fake.unfinished() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert fake.unfinished() == []
