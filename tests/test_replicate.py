@@ -113,7 +113,7 @@ def test_ambiguous_create_is_reconciled_never_duplicated(fake: FakeReplicate, ba
 
 
 def test_dropped_and_failing_polls_are_retried(fake: FakeReplicate, batch: np.ndarray) -> None:
-    fake.run_seconds = 0.3
+    fake.run_seconds, fake.max_wait = 0.3, 0.0  # the create answers "starting": the client must poll
     fake.inject("get", "drop", times=2)
     fake.inject("get", "500", times=2)
     client = Client(model="owner/digitcloud", batch_size=60)
@@ -121,6 +121,8 @@ def test_dropped_and_failing_polls_are_retried(fake: FakeReplicate, batch: np.nd
     client._cloud.policy = RetryPolicy(attempts=6, sleep=lambda s: None)
     results = client.classify(batch)
     assert [r.digit for r in results] == expected(batch)
+    assert not fake.faults["get"]  # all four poll faults were met and survived
+    assert sum(1 for r in fake.requests if r["method"] == "GET") >= 5
     check_invariants(fake, results, len(batch))
 
 

@@ -53,6 +53,7 @@ class FakeReplicate:
         page_size: int = 100,
         creates_per_minute: int = 600,
         latency: float = 0.0,
+        max_wait: float = 5.0,
     ) -> None:
         self.model_fn = model_fn
         self.token = token
@@ -60,6 +61,7 @@ class FakeReplicate:
         self.page_size = page_size
         self.creates_per_minute = creates_per_minute
         self.latency = latency  # added to every answer: a network round trip
+        self.max_wait = max_wait  # longest a create honours Prefer: wait (0: answer at once)
         self.lock = threading.Lock()
         self.predictions: dict[str, dict[str, Any]] = {}
         self.done: dict[str, threading.Event] = {}
@@ -363,7 +365,7 @@ class FakeReplicate:
                 prefer = self.headers.get("Prefer", "")
                 if prefer.startswith("wait"):
                     seconds = float(prefer.split("=", 1)[1]) if "=" in prefer else 60.0
-                    fake.done[prediction["id"]].wait(min(seconds, 5.0))
+                    fake.done[prediction["id"]].wait(min(seconds, fake.max_wait))
                 with fake.lock:
                     snapshot = dict(prediction)
                 self._send(201, snapshot, schema="schemas_prediction_response")
