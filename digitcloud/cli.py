@@ -52,6 +52,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="auto (default: the cloud if configured, else local), cloud or local",
     )
     classify.add_argument(
+        "--model",
+        default=None,
+        metavar="OWNER/NAME[:VERSION]",
+        help="a Replicate model running predict.py (needs REPLICATE_API_TOKEN)",
+    )
+    classify.add_argument("--deployment", default=None, metavar="OWNER/NAME", help="a Replicate deployment")
+    classify.add_argument(
         "--cog-url",
         default=None,
         metavar="URL",

@@ -10,14 +10,12 @@ import functools
 import threading
 import warnings
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import requests
 
 from digitcloud import inputs
 from digitcloud.batching import chunk, ordered_map
-from digitcloud.cogserver import CogServerBackend
 from digitcloud.config import Settings
 from digitcloud.errors import (
     AuthenticationError,
@@ -29,8 +27,11 @@ from digitcloud.errors import (
     PredictionFailedError,
 )
 from digitcloud.local import LocalBackend
-from digitcloud.replicate import ReplicateBackend
 from digitcloud.types import Prediction
+
+if TYPE_CHECKING:
+    from digitcloud.cogserver import CogServerBackend
+    from digitcloud.replicate import ReplicateBackend
 
 
 class Client:
@@ -80,9 +81,16 @@ class Client:
         self._cloud: CogServerBackend | ReplicateBackend | None = None
         settings = self.settings
         target = settings.replicate_target
+        # requests and the cloud backends load only when a cloud is used: `import digitcloud` stays light.
         if settings.uses_cloud and settings.cog_url:
+            from digitcloud.cogserver import CogServerBackend
+
             self._cloud = CogServerBackend(settings.cog_url, timeout=settings.timeout)
         elif settings.uses_cloud and target is not None and settings.token is not None:
+            import requests
+
+            from digitcloud.replicate import ReplicateBackend
+
             self._cloud = ReplicateBackend(target, settings.token, base_url=settings.base_url, timeout=settings.timeout)
             # one pooled connection per prediction in flight
             adapter = requests.adapters.HTTPAdapter(pool_maxsize=settings.max_concurrency + 2)

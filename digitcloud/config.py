@@ -5,14 +5,82 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from digitcloud.errors import ConfigError
-from digitcloud.replicate import DEFAULT_BASE_URL, Secret, Target
 
 BACKENDS = ("auto", "cloud", "local")
 DEFAULT_BATCH_SIZE = 256
 DEFAULT_TIMEOUT = 120.0
 DEFAULT_CONCURRENCY = 4
+DEFAULT_BASE_URL = "https://api.replicate.com"
+
+
+class Secret:
+    """A token whose repr, str and pickle never show it."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __bool__(self) -> bool:
+        return bool(self._value.strip())
+
+    def __repr__(self) -> str:
+        return f"Secret(<{len(self._value)} characters hidden>)"
+
+    __str__ = __repr__
+
+    def __reduce__(self) -> Any:
+        raise TypeError("a Secret cannot be pickled")
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where predictions are created: a model version, a model's latest version, or a deployment."""
+
+    kind: str  # "version" | "model" | "deployment"
+    owner: str
+    name: str
+    version: str | None = None
+
+    @classmethod
+    def parse(cls, model: str | None = None, deployment: str | None = None) -> Target:
+        if (model is None) == (deployment is None):
+            raise ConfigError("give exactly one of model= and deployment=")
+        spec = (deployment or model or "").strip()
+        if spec.startswith("deployments/"):
+            deployment, spec = spec, spec[len("deployments/") :]
+        name_part, _, version = spec.partition(":")
+        owner, _, name = name_part.partition("/")
+        if not owner or not name or "/" in name:
+            what = "deployment" if deployment else "model"
+            raise ConfigError(f"{what} must look like 'owner/name'{'' if deployment else '[:version]'}; got {spec!r}")
+        if deployment:
+            if version:
+                raise ConfigError(f"a deployment has no version; got {spec!r}")
+            return cls("deployment", owner, name)
+        return cls("version" if version else "model", owner, name, version or None)
+
+    def create_path(self) -> str:
+        if self.kind == "version":
+            return "/v1/predictions"
+        if self.kind == "deployment":
+            return f"/v1/deployments/{self.owner}/{self.name}/predictions"
+        return f"/v1/models/{self.owner}/{self.name}/predictions"
+
+    def body(self, payload: dict[str, Any]) -> dict[str, Any]:
+        if self.kind == "version":
+            return {"version": self.version, "input": payload}
+        return {"input": payload}
+
+    def __str__(self) -> str:
+        prefix = "deployments/" if self.kind == "deployment" else ""
+        return f"{prefix}{self.owner}/{self.name}" + (f":{self.version}" if self.version else "")
 
 
 @dataclass(frozen=True)

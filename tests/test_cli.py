@@ -91,3 +91,26 @@ def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc:
         main(["classify", "x.png", "--format", "xml"])
     assert exc.value.code == 2
+
+
+def test_model_flag_reaches_replicate(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    digits: tuple[np.ndarray, np.ndarray],
+) -> None:
+    from PIL import Image
+
+    from tests.fakes.replicate_server import FakeReplicate
+
+    Image.fromarray(digits[0][0]).save(tmp_path / "d.png")
+    fake = FakeReplicate(token="cli-token")
+    monkeypatch.setenv("REPLICATE_API_TOKEN", "cli-token")
+    monkeypatch.setenv("REPLICATE_BASE_URL", fake.url)
+    try:
+        code = main(["classify", str(tmp_path / "d.png"), "--model", "owner/digitcloud", "--format", "json"])
+    finally:
+        fake.close()
+    assert code == 0
+    assert json.loads(capsys.readouterr().out)[0]["backend"] == "replicate"
+    assert len(fake.predictions) == 1
