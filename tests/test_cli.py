@@ -56,6 +56,11 @@ def test_table_of_the_examples_folder(capsys: pytest.CaptureFixture[str]) -> Non
     assert out[0].split() == ["source", "digit", "confidence", "backend"]
     assert len(out) == 1 + len(list(EXAMPLES.glob("*.*"))) - len(list(EXAMPLES.glob("*.md")))
     assert all(line.rstrip().endswith("local") for line in out[1:])
+    # the examples are drawn by tests/synthetic.py, named for their digit; the shipped model reads them all
+    names = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+    for line in out[1:]:
+        source, digit = line.split()[:2]
+        assert names.index(Path(source.strip("'")).stem) == int(digit), line
 
 
 def test_json_and_csv_formats_report_errors_per_item(
