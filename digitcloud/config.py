@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from digitcloud.errors import ConfigError
 
@@ -141,7 +141,7 @@ class Settings:
         backend = backend or env.get("DIGITCLOUD_BACKEND") or "auto"
         if backend not in BACKENDS:
             raise ConfigError(f"backend must be one of {', '.join(BACKENDS)}; got {backend!r}")
-        batch_size = batch_size if batch_size is not None else _int(env, "DIGITCLOUD_BATCH_SIZE", DEFAULT_BATCH_SIZE)
+        batch_size = batch_size if batch_size is not None else _number(env, "DIGITCLOUD_BATCH_SIZE", DEFAULT_BATCH_SIZE)
         if batch_size < 1:
             raise ConfigError(f"batch_size must be at least 1; got {batch_size}")
         if num_threads is not None and num_threads < 1:
@@ -151,11 +151,11 @@ class Settings:
         cog_url = cog_url or env.get("DIGITCLOUD_COG_URL") or None
         if cog_url is not None and not cog_url.lower().startswith(("http://", "https://")):
             raise ConfigError(f"cog_url must be an http(s) URL; got {cog_url!r}")
-        timeout = timeout if timeout is not None else _float(env, "DIGITCLOUD_TIMEOUT", DEFAULT_TIMEOUT)
+        timeout = timeout if timeout is not None else _number(env, "DIGITCLOUD_TIMEOUT", DEFAULT_TIMEOUT)
         if timeout < 5:
             raise ConfigError(f"timeout must be at least 5 seconds; got {timeout}")
         if max_concurrency is None:
-            max_concurrency = _int(env, "DIGITCLOUD_MAX_CONCURRENCY", DEFAULT_CONCURRENCY)
+            max_concurrency = _number(env, "DIGITCLOUD_MAX_CONCURRENCY", DEFAULT_CONCURRENCY)
         if max_concurrency < 1:
             raise ConfigError(f"max_concurrency must be at least 1; got {max_concurrency}")
         model = model or (None if deployment else env.get("DIGITCLOUD_MODEL")) or None
@@ -203,24 +203,19 @@ class Settings:
         return Target.parse(model=self.model, deployment=self.deployment)
 
 
-def _int(env: Mapping[str, str], name: str, default: int) -> int:
+N = TypeVar("N", int, float)
+
+
+def _number(env: Mapping[str, str], name: str, default: N) -> N:
+    """``name`` from the environment as the type of ``default``; unset or blank gives ``default``."""
     raw = env.get(name)
     if raw is None or raw.strip() == "":
         return default
     try:
-        return int(raw)
+        return type(default)(raw)
     except ValueError:
-        raise ConfigError(f"{name} must be an integer; got {raw!r}") from None
-
-
-def _float(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = env.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        return float(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be a number; got {raw!r}") from None
+        kind = "an integer" if isinstance(default, int) else "a number"
+        raise ConfigError(f"{name} must be {kind}; got {raw!r}") from None
 
 
 def available_cores() -> int:
