@@ -84,18 +84,18 @@ class Client:
         # requests and the cloud backends load only when a cloud is used: `import digitcloud` stays light.
         if settings.uses_cloud and settings.cog_url:
             from digitcloud.cogserver import CogServerBackend
+            from digitcloud.http import pooled_session
 
-            self._cloud = CogServerBackend(settings.cog_url, timeout=settings.timeout)
+            session = pooled_session(settings.max_concurrency)
+            self._cloud = CogServerBackend(settings.cog_url, timeout=settings.timeout, session=session)
         elif settings.uses_cloud and target is not None and settings.token is not None:
-            import requests
-
+            from digitcloud.http import pooled_session
             from digitcloud.replicate import ReplicateBackend
 
-            self._cloud = ReplicateBackend(target, settings.token, base_url=settings.base_url, timeout=settings.timeout)
-            # one pooled connection per prediction in flight
-            adapter = requests.adapters.HTTPAdapter(pool_maxsize=settings.max_concurrency + 2)
-            self._cloud.session.mount("https://", adapter)
-            self._cloud.session.mount("http://", adapter)
+            session = pooled_session(settings.max_concurrency)
+            self._cloud = ReplicateBackend(
+                target, settings.token, base_url=settings.base_url, timeout=settings.timeout, session=session
+            )
         elif target is not None and settings.backend == "auto" and not settings.offline:
             warnings.warn(
                 f"no REPLICATE_API_TOKEN: {target} is skipped, answering on the local CPU",
