@@ -84,13 +84,13 @@ class Client:
         # requests and the cloud backends load only when a cloud is used: `import digitcloud` stays light.
         if settings.uses_cloud and settings.cog_url:
             from digitcloud.cogserver import CogServerBackend
-            from digitcloud.http import pooled_session
+            from digitcloud.sessions import pooled_session
 
             session = pooled_session(settings.max_concurrency)
             self._cloud = CogServerBackend(settings.cog_url, timeout=settings.timeout, session=session)
         elif settings.uses_cloud and target is not None and settings.token is not None:
-            from digitcloud.http import pooled_session
             from digitcloud.replicate import ReplicateBackend
+            from digitcloud.sessions import pooled_session
 
             session = pooled_session(settings.max_concurrency)
             self._cloud = ReplicateBackend(

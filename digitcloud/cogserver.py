@@ -18,6 +18,7 @@ import requests
 from digitcloud import contract
 from digitcloud.errors import CloudError, CloudUnavailableError, PredictionFailedError
 from digitcloud.retrying import Deadline, RetryPolicy, parse_retry_after
+from digitcloud.sessions import InFlight
 
 CONNECT_TIMEOUT = 5.0
 READY = ("READY", "BUSY")
@@ -41,8 +42,7 @@ class CogServerBackend:
         self.session = session or requests.Session()
         self.policy = policy or RetryPolicy()
         self._checked = False
-        self._lock = threading.Lock()
-        self._active: dict[str, threading.Event] = {}  # prediction id -> its call's stop event
+        self._in_flight = InFlight()
 
     def __repr__(self) -> str:
         return f"CogServerBackend(url={self.url!r})"
@@ -69,8 +69,7 @@ class CogServerBackend:
         prediction_id = f"digitcloud-{uuid.uuid4().hex}"
         body = {"id": prediction_id, "input": {"digits": contract.encode_batch(digits), "request_id": prediction_id}}
         deadline = Deadline(self.timeout)
-        with self._lock:
-            self._active[prediction_id] = stop
+        self._in_flight.add(prediction_id, prediction_id, stop)
         finished = False
         try:
             if stop.is_set():
@@ -78,18 +77,14 @@ class CogServerBackend:
             result = self._put_until_done(prediction_id, body, deadline)
             finished = True
         finally:
-            with self._lock:
-                ours = self._active.pop(prediction_id, None) is not None  # not cancelled by cancel_all
+            ours = self._in_flight.pop(prediction_id) is not None  # not already cancelled by cancel_all
             if ours and not finished:
                 self._cancel(prediction_id)
         return contract.parse_output(result, len(digits))
 
     def cancel_all(self, stop: threading.Event | None = None) -> None:
         """Cancel the predictions in flight for the call that set ``stop`` (all when ``None``)."""
-        with self._lock:
-            active = [pid for pid, event in self._active.items() if stop is None or event is stop]
-            for pid in active:
-                del self._active[pid]
+        active = self._in_flight.take(stop)
         for prediction_id in active:
             self._cancel(prediction_id)
 

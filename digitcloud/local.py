@@ -45,9 +45,6 @@ class LocalBackend:
             self._net = cached_model(self.weights)
         return self._net
 
-    def warm_up(self) -> None:
-        self.predict(np.zeros((1, spec.INPUT_SIZE, spec.INPUT_SIZE), dtype=np.uint8))
-
     def predict(self, digits: np.ndarray) -> np.ndarray:
         """Probabilities ``[N, 10]`` (float32) for uint8 digits ``[N, 28, 28]``."""
         return spec.predict_probabilities(self._model(), digits, self.batch_size)

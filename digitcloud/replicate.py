@@ -35,6 +35,7 @@ from digitcloud.errors import (
 )
 from digitcloud.inputs import write_digits_file
 from digitcloud.retrying import Deadline, RetryPolicy, parse_retry_after
+from digitcloud.sessions import InFlight
 
 DATA_URI_LIMIT = 256 * 1024  # Replicate: data URLs for files up to 256 KB, uploads beyond
 CONNECT_TIMEOUT = 5.0
@@ -80,9 +81,7 @@ class ReplicateBackend:
         self.session = session or requests.Session()
         self.policy = policy or RetryPolicy()
         self.wall_clock = wall_clock
-        self._lock = threading.Lock()
-        # prediction id -> (its cancel URL, the stop event of the classify call that started it)
-        self._active: dict[str, tuple[str, threading.Event]] = {}
+        self._in_flight = InFlight()
 
     def __repr__(self) -> str:
         return f"ReplicateBackend(target={str(self.target)!r}, base_url={self.base_url!r})"
@@ -150,25 +149,20 @@ class ReplicateBackend:
         payload = {"digits": self._digits_input(digits, deadline), "request_id": request_id}
         prediction = self._create(payload, request_id, deadline)
         prediction_id = str(prediction["id"])
-        with self._lock:
-            self._active[prediction_id] = (self._cancel_url(prediction), stop)
+        self._in_flight.add(prediction_id, self._cancel_url(prediction), stop)
         finished = False
         try:
             prediction = self._wait(prediction, deadline, stop)
             finished = True
         finally:
-            with self._lock:
-                entry = self._active.pop(prediction_id, None)
-            if entry is not None and not finished:
-                self._cancel(entry[0])
+            cancel_url = self._in_flight.pop(prediction_id)
+            if cancel_url is not None and not finished:
+                self._cancel(cancel_url)
         return self._outcome(prediction, len(digits))
 
     def cancel_all(self, stop: threading.Event | None = None) -> None:
         """Cancel the predictions in flight for the call that set ``stop`` (all when ``None``)."""
-        with self._lock:
-            mine = [pid for pid, (_, event) in self._active.items() if stop is None or event is stop]
-            urls = [self._active.pop(pid)[0] for pid in mine]
-        for url in urls:
+        for url in self._in_flight.take(stop):
             self._cancel(url)
 
     def _cancel_url(self, prediction: dict[str, Any]) -> str:

@@ -66,12 +66,6 @@ def _normalise(x: torch.Tensor) -> torch.Tensor:
     return (x - spec.MEAN) / spec.STD
 
 
-def _autocast(device: torch.device) -> Any:
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return torch.autocast("cpu", enabled=False)
-
-
 def train(
     recipe: Recipe,
     train_set: Dataset,
@@ -123,7 +117,7 @@ def train(
             x = images[idx].to(device, non_blocking=True).unsqueeze(1).float().div_(255)
             y = labels[idx].to(device, non_blocking=True)
             x = _normalise(augment(x, recipe, generator)).contiguous(memory_format=torch.channels_last)
-            with _autocast(device):
+            with spec.autocast(device):
                 loss = F.cross_entropy(net(x), y, label_smoothing=recipe.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
