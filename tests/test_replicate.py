@@ -138,7 +138,9 @@ def test_bad_endings_fall_back_to_local_in_auto(fake: FakeReplicate, batch: np.n
 
 def test_failed_prediction_is_reported_per_item_in_cloud_mode(fake: FakeReplicate, batch: np.ndarray) -> None:
     fake.inject("create", "fail")
-    results = quick(Client(model="owner/digitcloud", backend="cloud", batch_size=5)).classify(batch[:10])
+    # one chunk at a time, so the injected failure meets the first chunk, deterministically
+    client = Client(model="owner/digitcloud", backend="cloud", batch_size=5, max_concurrency=1)
+    results = quick(client).classify(batch[:10])
     assert [isinstance(r.error, PredictionFailedError) for r in results] == [True] * 5 + [False] * 5
     assert "illegal memory access" in str(results[0].error)
     assert [r.digit for r in results[5:]] == expected(batch[5:10])
