@@ -123,11 +123,17 @@ class Client:
         """One image in -> one ``Prediction``; a list, directory, glob, CSV or batch array -> a list.
 
         Every image gets exactly one result, in input order; a bad image gets a result whose
-        ``error`` names it, and the rest are still answered.
+        ``error`` names it, and the rest are still answered. On Ctrl-C the ``KeyboardInterrupt``
+        carries ``partial_results``: the results (in order, from the first) already finished.
         """
         single = not inputs.is_batch(images)
         items = list(inputs.expand(images))
-        results = list(self._run(items, progress=progress, total=len(items)))
+        results: list[Prediction] = []
+        try:
+            results.extend(self._run(items, progress=progress, total=len(items)))
+        except KeyboardInterrupt as exc:
+            exc.partial_results = results  # type: ignore[attr-defined]
+            raise
         return results[0] if single else results
 
     def classify_iter(self, images: Any, *, progress: bool = False) -> Iterator[Prediction]:
@@ -170,7 +176,8 @@ class Client:
             answer = answers[k]
             k += 1
             if isinstance(answer, DigitCloudError):
-                results.append(Prediction(index=item.index, source=item.source, backend=backend, error=answer))
+                error = _for_item(answer, item.index, item.source)
+                results.append(Prediction(index=item.index, source=item.source, backend=backend, error=error))
             else:
                 results.append(_prediction(item.index, item.source, answer, backend))
         return results
@@ -184,8 +191,10 @@ class Client:
             except AuthenticationError:
                 raise
             except CloudError as exc:
+                if exc.status in (400, 422):
+                    return [exc] * len(digits), self._cloud.name  # the input was refused: per item, no fallback
                 if not isinstance(exc, (CloudUnavailableError, PredictionFailedError)) and exc.status is not None:
-                    raise  # a 4xx other than 429 is a configuration problem: surface it, never paper over it
+                    raise  # any other 4xx is a configuration problem: surface it, never paper over it
                 if self.settings.backend == "cloud":
                     return [exc] * len(digits), self._cloud.name
                 if stop.is_set():
@@ -219,6 +228,15 @@ class Client:
                     error = LocalBackendError(f"local model failed on this digit: {type(exc).__name__}: {exc}")
                     answers.append(error)
             return answers
+
+
+def _for_item(error: DigitCloudError, index: int, source: str) -> DigitCloudError:
+    """A batch-level cloud error restated for one item, so its message names the item."""
+    if not isinstance(error, CloudError):
+        return error
+    named = type(error)(f"item {index} ({source}): {error}", status=error.status, detail=error.detail)
+    named.__cause__ = error
+    return named
 
 
 def _numbered(chunks: Iterator[list[inputs.Item]]) -> Iterator[tuple[int, list[inputs.Item]]]:

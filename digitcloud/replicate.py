@@ -7,12 +7,17 @@ every create carries a fresh ``request_id`` in its input, so the client lists re
 and adopts the one it finds, or creates again if there is none. Every create carries
 ``Cancel-After`` (the batch's deadline), and whatever was started is cancelled when the caller
 gives up. The token lives in a ``Secret`` and appears only in the Authorization header.
+
+Every response body is read with a size cap and inside the batch's deadline (a server that trickles
+bytes or streams junk cannot hold the client past it or fill its memory). A ``CircuitBreaker``
+stops all requests while Replicate keeps failing; a free ``GET /v1/account`` probes for recovery.
 """
 
 from __future__ import annotations
 
 import base64
 import datetime as dt
+import logging
 import threading
 import time
 import uuid
@@ -34,8 +39,10 @@ from digitcloud.errors import (
     PredictionFailedError,
 )
 from digitcloud.inputs import write_digits_file
-from digitcloud.retrying import Deadline, RetryPolicy, parse_retry_after
+from digitcloud.retrying import CircuitBreaker, Deadline, RetryPolicy, parse_retry_after
 from digitcloud.sessions import InFlight
+
+logger = logging.getLogger("digitcloud")
 
 DATA_URI_LIMIT = 256 * 1024  # Replicate: data URLs for files up to 256 KB, uploads beyond
 CONNECT_TIMEOUT = 5.0
@@ -43,12 +50,27 @@ MAX_WAIT = 60  # Prefer: wait=N accepts 1..60
 TERMINAL = ("succeeded", "failed", "canceled", "aborted")
 CLOCK_SKEW = 30.0  # seconds subtracted from created_after when reconciling
 LIST_PAGES = 5
+READ_MARGIN = 5.0  # a create's read timeout is its Prefer: wait plus this
+READ_TIMEOUT = 30.0  # longest silence accepted from any other request
+PRE_SEND_ATTEMPTS = 3  # tries of a create that cannot reach the host (refused, DNS, connect timeout)
+BODY_LIMIT = 8 * 2**20  # bytes of a prediction body, plus BODY_PER_DIGIT per digit of the batch
+BODY_PER_DIGIT = 1024  # a wire-contract entry is ~170 bytes
+LIST_BODY_LIMIT = 64 * 2**20  # a page of 100 predictions echoes their inputs (data URIs up to 256 KB)
+BODY_CHUNK = 64 * 1024
+
+
+class ResponseTooLargeError(requests.ConnectionError):
+    """The body passed its size limit: read no further, treat it as unreadable."""
+
+
+class ResponseTooSlowError(requests.ReadTimeout):
+    """The body was still arriving at the deadline (a trickle never trips the read timeout)."""
 
 
 def _sent(exc: requests.RequestException) -> bool:
     """Whether the request may have reached the server (so retrying it blindly could duplicate it)."""
-    if isinstance(exc, requests.ConnectTimeout):
-        return False
+    if isinstance(exc, (requests.ConnectTimeout, requests.exceptions.SSLError)):
+        return False  # a failed TLS handshake sends no HTTP
     if isinstance(exc, requests.ConnectionError):
         reason = exc.args[0] if exc.args else None
         reason = getattr(reason, "reason", reason)
@@ -71,6 +93,7 @@ class ReplicateBackend:
         session: requests.Session | None = None,
         policy: RetryPolicy | None = None,
         wall_clock: Callable[[], float] = time.time,
+        breaker: CircuitBreaker | None = None,
     ) -> None:
         if not token:
             raise ConfigError("Replicate needs a token: set REPLICATE_API_TOKEN")
@@ -81,7 +104,9 @@ class ReplicateBackend:
         self.session = session or requests.Session()
         self.policy = policy or RetryPolicy()
         self.wall_clock = wall_clock
+        self.breaker = breaker or CircuitBreaker()
         self._in_flight = InFlight()
+        self._hold_until = 0.0  # monotonic time before which no create is sent (Retry-After on 429/503)
 
     def __repr__(self) -> str:
         return f"ReplicateBackend(target={str(self.target)!r}, base_url={self.base_url!r})"
@@ -94,13 +119,70 @@ class ReplicateBackend:
     def _headers(self, extra: dict[str, str] | None = None) -> dict[str, str]:
         return {"Authorization": f"Bearer {self._token.reveal()}", **(extra or {})}
 
-    def _request(self, method: str, url: str, deadline: Deadline, **kwargs: Any) -> requests.Response:
+    def _request(
+        self,
+        method: str,
+        url: str,
+        deadline: Deadline,
+        *,
+        read_timeout: float | None = None,
+        max_bytes: int | None = None,
+        gate: bool = True,
+        **kwargs: Any,
+    ) -> requests.Response:
+        """One request, its body read whole within ``deadline`` and ``max_bytes``. ``gate``: ask the
+        circuit breaker first and tell it the outcome (cancels and the probe bypass it)."""
+        if gate:
+            self._gate()
         headers = self._headers(kwargs.pop("headers", None))
-        read = kwargs.pop("read_timeout", None) or max(1.0, min(30.0, deadline.remaining()))
-        # Never follow redirects on API calls: the token must not travel to another host.
-        return self.session.request(
-            method, url, headers=headers, timeout=(CONNECT_TIMEOUT, read), allow_redirects=False, **kwargs
+        budget = max(1.0, deadline.remaining())
+        read_timeout = READ_TIMEOUT if read_timeout is None else read_timeout
+        try:
+            # Never follow redirects on API calls: the token must not travel to another host.
+            resp = self.session.request(
+                method,
+                url,
+                headers=headers,
+                timeout=(CONNECT_TIMEOUT, min(read_timeout, budget)),
+                allow_redirects=False,
+                stream=True,
+                **kwargs,
+            )
+            try:
+                _read_body(resp, BODY_LIMIT if max_bytes is None else max_bytes, time.monotonic() + budget)
+            finally:
+                resp.close()
+        except requests.RequestException as exc:
+            if gate and isinstance(exc, requests.exceptions.SSLError):
+                self.breaker.trip()  # an untrusted certificate does not heal by retrying
+            elif gate:
+                self.breaker.record(False, pre_send=not _sent(exc))
+            raise
+        if gate:
+            self.breaker.record(resp.status_code < 500 and resp.status_code != 429)
+        return resp
+
+    def _gate(self) -> None:
+        """Raise ``CloudUnavailableError`` while the breaker is open; run the probe when it is due."""
+        verdict = self.breaker.allow()
+        if verdict == "pass":
+            return
+        if verdict == "probe":
+            ok = self._probe()
+            self.breaker.probed(ok)
+            if ok:
+                return
+        raise CloudUnavailableError(
+            f"Replicate keeps failing: no request sent (circuit open, next probe in {self.breaker.retry_in():.0f} s)"
         )
+
+    def _probe(self) -> bool:
+        """A free request (``GET /v1/account``, never a billed create): is Replicate answering again?"""
+        try:
+            resp = self._request("GET", f"{self.base_url}/v1/account", Deadline(10.0), read_timeout=5.0, gate=False)
+        except requests.RequestException:
+            return False
+        return resp.status_code < 500 and resp.status_code != 429
 
     def _same_host(self, url: str | None) -> bool:
         if not url:
@@ -147,17 +229,21 @@ class ReplicateBackend:
         deadline = Deadline(self.timeout)
         request_id = f"digitcloud-{uuid.uuid4().hex}"
         payload = {"digits": self._digits_input(digits, deadline), "request_id": request_id}
-        prediction = self._create(payload, request_id, deadline)
+        prediction = self._create(payload, request_id, deadline, len(digits))
         prediction_id = str(prediction["id"])
         self._in_flight.add(prediction_id, self._cancel_url(prediction), stop)
-        finished = False
         try:
-            prediction = self._wait(prediction, deadline, stop)
-            finished = True
-        finally:
-            cancel_url = self._in_flight.pop(prediction_id)
-            if cancel_url is not None and not finished:
-                self._cancel(cancel_url)
+            prediction = self._wait(prediction, deadline, stop, len(digits))
+        except BaseException as exc:
+            cancel_url = self._in_flight.pop(prediction_id)  # None: cancel_all already cancelled it
+            late = self._cancel(cancel_url, len(digits)) if cancel_url is not None else None
+            # A success that crossed our cancel is paid for and valid: the first valid result wins.
+            if not (isinstance(exc, CloudUnavailableError) and not stop.is_set() and _succeeded(late)):
+                raise
+            assert late is not None
+            prediction = late
+        else:
+            self._in_flight.pop(prediction_id)
         return self._outcome(prediction, len(digits))
 
     def cancel_all(self, stop: threading.Event | None = None) -> None:
@@ -171,17 +257,34 @@ class ReplicateBackend:
             return url
         return f"{self.base_url}/v1/predictions/{prediction['id']}/cancel"
 
-    def _cancel(self, url: str) -> None:
+    def _cancel(self, url: str, count: int = 0) -> dict[str, Any] | None:
+        """Cancel (3 tries within ~10 s, breaker or not: a cancel only saves money). Returns the
+        prediction as the cancel saw it, or ``None``; when every try fails it logs the id, and the
+        create's ``Cancel-After`` ends the prediction."""
         deadline = Deadline(10.0)
+        reason = "no attempt made"
         for attempt in range(1, 4):
             try:
-                resp = self._request("POST", url, deadline, read_timeout=5.0)
+                resp = self._request(
+                    "POST", url, deadline, read_timeout=5.0, max_bytes=BODY_LIMIT + BODY_PER_DIGIT * count, gate=False
+                )
                 if resp.status_code < 500:
-                    return
-            except requests.RequestException:
-                pass
-            if attempt < 3:
-                self.policy.sleep(self.policy.backoff(attempt))
+                    try:
+                        reply = resp.json()
+                    except ValueError:
+                        return None
+                    return reply if isinstance(reply, dict) else None
+                reason = f"HTTP {resp.status_code}"
+            except requests.RequestException as exc:
+                reason = type(exc).__name__
+            if attempt < 3 and not deadline.expired():
+                self.policy.sleep(min(self.policy.backoff(attempt), deadline.remaining()))
+        logger.warning(
+            "could not cancel Replicate prediction %s (%s); its Cancel-After deadline will end it",
+            url.rstrip("/").split("/")[-2],
+            reason,
+        )
+        return None
 
     def _digits_input(self, digits: np.ndarray, deadline: Deadline) -> str:
         blob = write_digits_file(digits, compressed=True)
@@ -228,21 +331,44 @@ class ReplicateBackend:
         self.policy.sleep(delay)
         return True
 
-    def _create(self, payload: dict[str, Any], request_id: str, deadline: Deadline) -> dict[str, Any]:
+    def _hold(self, deadline: Deadline) -> None:
+        """Wait out a ``Retry-After`` that an earlier create (of any chunk) was given."""
+        hold = self._hold_until - time.monotonic()
+        if hold <= 0:
+            return
+        if not deadline.fits(hold):
+            raise CloudUnavailableError(f"Replicate asked for {hold:.0f} s of quiet, past this batch's deadline")
+        self.policy.sleep(hold)
+
+    def _create(self, payload: dict[str, Any], request_id: str, deadline: Deadline, count: int) -> dict[str, Any]:
         url = self.base_url + self.target.create_path()
         body = self.target.body(payload)
         created_after = self.wall_clock() - CLOCK_SKEW
         reason = "no attempt made"
+        unreachable = 0
         for attempt in range(1, self.policy.attempts + 1):
+            self._hold(deadline)
             wait = int(max(1, min(MAX_WAIT, deadline.remaining() - 2)))
             headers = {"Prefer": f"wait={wait}", "Cancel-After": f"{max(5, int(deadline.remaining()) + 1)}s"}
             retry_after = None
             ambiguous = False
             try:
-                resp = self._request("POST", url, deadline, json=body, headers=headers, read_timeout=wait + 5.0)
+                resp = self._request(
+                    "POST",
+                    url,
+                    deadline,
+                    json=body,
+                    headers=headers,
+                    read_timeout=wait + READ_MARGIN,
+                    max_bytes=BODY_LIMIT + BODY_PER_DIGIT * count,
+                )
+            except requests.exceptions.SSLError as exc:
+                host = urlsplit(self.base_url).netloc
+                raise CloudUnavailableError(f"TLS failure talking to {host}, not retried: {_reason(exc)}") from None
             except requests.RequestException as exc:
-                reason = f"{type(exc).__name__} creating the prediction"
+                reason = f"{_reason(exc)} creating the prediction"
                 ambiguous = _sent(exc)
+                unreachable += not ambiguous
             else:
                 if resp.status_code in (200, 201, 202):
                     try:
@@ -252,11 +378,12 @@ class ReplicateBackend:
                     except ValueError:
                         pass
                     reason, ambiguous = f"an unreadable {resp.status_code} body", True
-                elif resp.status_code == 429:
-                    reason = "429 rate limited"
+                elif resp.status_code == 429 or resp.status_code >= 500:
+                    reason, ambiguous = f"HTTP {resp.status_code}", resp.status_code != 429
                     retry_after = parse_retry_after(resp.headers.get("Retry-After"), self.wall_clock)
-                elif resp.status_code >= 500:
-                    reason, ambiguous = f"HTTP {resp.status_code}", True
+                    if retry_after is not None:  # the whole backend holds off, not just this chunk
+                        pause = min(retry_after, self.policy.retry_after_cap)
+                        self._hold_until = max(self._hold_until, time.monotonic() + pause)
                 else:
                     self._raise_for_status(resp, f"creating a prediction of {self.target}")
             if ambiguous:
@@ -264,7 +391,7 @@ class ReplicateBackend:
                 found = self._find(request_id, created_after, deadline)
                 if found is not None:
                     return found
-            if not self._pause(attempt, retry_after, deadline):
+            if unreachable >= PRE_SEND_ATTEMPTS or not self._pause(attempt, retry_after, deadline):
                 break
         raise CloudUnavailableError(f"could not create a prediction of {self.target} ({reason})")
 
@@ -276,7 +403,7 @@ class ReplicateBackend:
         for _ in range(LIST_PAGES):
             if url is None or deadline.expired():
                 break
-            page = self._get_json(url, deadline, params=params)
+            page = self._get_json(url, deadline, params=params, max_bytes=LIST_BODY_LIMIT)
             for prediction in page.get("results") or []:
                 if isinstance(prediction, dict) and (prediction.get("input") or {}).get("request_id") == request_id:
                     return prediction
@@ -284,13 +411,15 @@ class ReplicateBackend:
             url, params = (following, None) if self._same_host(following) else (None, None)
         return None
 
-    def _get_json(self, url: str, deadline: Deadline, params: dict[str, str] | None = None) -> dict[str, Any]:
+    def _get_json(
+        self, url: str, deadline: Deadline, params: dict[str, str] | None = None, max_bytes: int | None = None
+    ) -> dict[str, Any]:
         """A GET retried with backoff (GETs are safe to repeat) until it answers or time runs out."""
         reason = "no attempt made"
         for attempt in range(1, self.policy.attempts + 1):
             retry_after = None
             try:
-                resp = self._request("GET", url, deadline, params=params)
+                resp = self._request("GET", url, deadline, params=params, max_bytes=max_bytes)
                 if resp.status_code == 200:
                     payload = resp.json()
                     if isinstance(payload, dict):
@@ -307,7 +436,9 @@ class ReplicateBackend:
                 break
         raise CloudUnavailableError(f"Replicate did not answer a GET ({reason})")
 
-    def _wait(self, prediction: dict[str, Any], deadline: Deadline, stop: threading.Event) -> dict[str, Any]:
+    def _wait(
+        self, prediction: dict[str, Any], deadline: Deadline, stop: threading.Event, count: int
+    ) -> dict[str, Any]:
         """Poll until the prediction is terminal, the deadline passes or the caller gives up (then
         the caller cancels it)."""
         poll = 0
@@ -325,7 +456,7 @@ class ReplicateBackend:
             get_url = (prediction.get("urls") or {}).get("get")
             url = get_url if isinstance(get_url, str) and self._same_host(get_url) else None
             url = url or f"{self.base_url}/v1/predictions/{prediction['id']}"
-            prediction = self._get_json(url, deadline)
+            prediction = self._get_json(url, deadline, max_bytes=BODY_LIMIT + BODY_PER_DIGIT * count)
         return prediction
 
     @staticmethod
@@ -336,6 +467,51 @@ class ReplicateBackend:
         if status == "failed":
             raise PredictionFailedError(f"prediction {prediction.get('id')} failed: {prediction.get('error')}")
         raise CloudUnavailableError(f"prediction {prediction.get('id')} ended {status!r}")
+
+
+def _succeeded(prediction: dict[str, Any] | None) -> bool:
+    return prediction is not None and prediction.get("status") == "succeeded"
+
+
+def _reason(exc: BaseException) -> str:
+    """A short cause for a message: the exception's type and its innermost reason (never headers)."""
+    inner: BaseException | None = exc
+    while inner is not None and inner.args and isinstance(inner.args[0], BaseException):
+        inner = inner.args[0]
+    inner = getattr(inner, "reason", inner) or inner
+    text = str(inner)
+    return f"{type(exc).__name__}: {text[:200]}" if text else type(exc).__name__
+
+
+def _read_body(resp: requests.Response, max_bytes: int, until: float) -> None:
+    """Read ``resp``'s body into it, refusing one over ``max_bytes`` or still arriving at ``until``.
+
+    requests' read timeout is a limit on the silence between bytes, not on the whole answer, and
+    it reads without a size cap; so the body is read here, chunk by chunk, with both limits."""
+    declared = resp.headers.get("Content-Length", "")
+    if declared.isdigit() and int(declared) > max_bytes:
+        raise ResponseTooLargeError(f"a {int(declared):,}-byte response is over the {max_bytes:,}-byte limit")
+    raw = resp.raw
+    read1 = getattr(raw, "read1", None)  # urllib3 >= 2.3: returns what has arrived, without waiting for more
+    body = bytearray()
+    try:
+        while True:
+            chunk = read1(BODY_CHUNK, decode_content=True) if read1 else raw.read(BODY_CHUNK, decode_content=True)
+            if not chunk:
+                break
+            body += chunk
+            if len(body) > max_bytes:
+                raise ResponseTooLargeError(f"the response passed the {max_bytes:,}-byte limit; not read further")
+            if time.monotonic() > until:
+                raise ResponseTooSlowError("the response was still arriving at the deadline")
+    except requests.RequestException:
+        raise
+    except urllib3.exceptions.ReadTimeoutError as exc:
+        raise requests.ReadTimeout(f"reading the response timed out: {exc}") from None
+    except (urllib3.exceptions.HTTPError, OSError) as exc:
+        raise requests.ConnectionError(f"reading the response failed: {_reason(exc)}") from None
+    resp._content = bytes(body)
+    resp._content_consumed = True
 
 
 def _detail(resp: requests.Response) -> str:

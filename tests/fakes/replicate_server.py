@@ -2,7 +2,22 @@
 
 Speaks what digitcloud uses: predictions (create via version, model or deployment; get; list with
 ``created_after`` and pagination; cancel), ``Prefer: wait``, ``Cancel-After``, files (multipart
-upload, download), and a 600/min create rate limit answered with 429 + ``Retry-After``.
+upload, download), ``GET /v1/account`` (the breaker's probe), and a 600/min create rate limit
+answered with 429 + ``Retry-After``.
+
+Faults (``inject(endpoint, fault)``, one per call, ``"ok"`` for none; ``fault:arg`` passes an argument):
+
+- create: ``429[:retry-after|none]``, ``500_before``, ``503_before[:retry-after]``, ``reset_before``
+  (nothing created); ``500_after`` (a 502 page), ``503_after[:retry-after]``, ``reset_after``,
+  ``malformed_after``, ``hang_after`` (answers after ``hang_seconds``), ``stall_body`` (part of the
+  body, ``stall_seconds`` of silence, then a drop), ``trickle`` (one byte per ``trickle_interval``),
+  ``huge_body[:declared]`` (100 MB of junk) (all created); ``never_finish``, ``fail``, ``abort``,
+  ``cancel_by_server``, ``short_output``, ``late_success`` (runs until cancelled, then the cancel
+  answers ``succeeded``), ``unknown_status:<s>`` (reported as ``<s>`` for ``override_polls`` reads);
+  ``400``, ``404``, ``422`` (refused).
+- get (a poll): ``drop``, ``500``, ``stall_body``, ``trickle``, ``huge_body[:declared]``.
+- list: ``500``. files: ``500``. cancel: ``500``, ``drop``.
+- ``outage = 503`` answers every API request with that status until set back to ``None``.
 Predictions run ``model_fn(digits) -> probabilities`` in a background thread; the output is built
 with ``digitcloud.model.prediction_entries``, exactly as predict.py builds it.
 """
@@ -10,6 +25,7 @@ with ``digitcloud.model.prediction_entries``, exactly as predict.py builds it.
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as dt
 import email.parser
 import http.server
@@ -30,6 +46,7 @@ from digitcloud.model import prediction_entries
 from tests.fakes import openapi
 
 TERMINAL = ("succeeded", "failed", "canceled", "aborted")
+TRANSPORT_FAULTS = ("stall_body", "trickle", "huge_body")
 
 
 def oracle(digits: np.ndarray) -> np.ndarray:
@@ -73,6 +90,17 @@ class FakeReplicate:
         self.create_times: deque[float] = deque()
         self.models: dict[str, dict[str, Any]] = {}
         self.schema_errors: list[str] = []  # request and response bodies that break Replicate's spec
+        self.revealed: set[str] = set()  # prediction ids sent to the client in a complete, readable answer
+        self.revealed_directly: set[str] = set()  # ... in an answer about that prediction (not a list page)
+        self.outage: int | None = None
+        self.hang_seconds = 3.0
+        self.stall_seconds = 3.0
+        self.trickle_interval = 0.2
+        self.huge_bytes = 100 * 2**20
+        self.override_polls = 3
+        self.status_override: dict[str, list[Any]] = {}  # id -> [status to report, reads left]
+        self.late_success: set[str] = set()
+        self.remove_data = False  # drop a prediction's digits and output once its end was delivered
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
@@ -129,11 +157,31 @@ class FakeReplicate:
             queue = self.faults.get(endpoint)
             return queue.popleft() if queue else None
 
+    def cancel_attempts(self, pid: str) -> int:
+        return sum(1 for r in self.requests if r["method"] == "POST" and r["path"].endswith(f"/{pid}/cancel"))
+
     def predictions_per_request_id(self) -> Counter[str]:
         return Counter(p["input"].get("request_id") for p in self.predictions.values())
 
     def unfinished(self) -> list[str]:
         return [pid for pid, p in self.predictions.items() if p["status"] not in TERMINAL]
+
+    def settle(self, seconds: float = 2.0) -> list[str]:
+        """``unfinished()`` once predictions that end by themselves (within ``seconds``) have ended."""
+        end = time.monotonic() + seconds
+        while self.unfinished() and time.monotonic() < end:
+            time.sleep(0.01)
+        return self.unfinished()
+
+    def snapshot(self, pid: str) -> dict[str, Any]:
+        """The prediction as an answer shows it (``unknown_status`` overrides its status for a while)."""
+        with self.lock:
+            snap = dict(self.predictions[pid])
+            override = self.status_override.get(pid)
+            if override and override[1] > 0:
+                override[1] -= 1
+                snap["status"] = override[0]
+        return snap
 
     # ------------------------------------------------------------------ running predictions
 
@@ -154,7 +202,7 @@ class FakeReplicate:
             p["status"] = "processing"
             p["started_at"] = _now()
         end = time.monotonic() + self.run_seconds
-        while fault == "never_finish" or time.monotonic() < end:
+        while fault in ("never_finish", "late_success") or time.monotonic() < end:
             if p["status"] in TERMINAL:
                 self.done[pid].set()
                 return
@@ -172,20 +220,23 @@ class FakeReplicate:
             elif fault in ("abort", "cancel_by_server"):
                 p.update(status="aborted" if fault == "abort" else "canceled")
             else:
-                try:
-                    probs = self.model_fn(self._digits(p["input"]["digits"]))
-                    output: Any = {
-                        "predictions": prediction_entries(probs),
-                        "weights_sha256": "f" * 64,
-                        "request_id": p["input"].get("request_id"),
-                    }
-                    if fault == "short_output":
-                        output["predictions"] = output["predictions"][:-1]
-                    p.update(status="succeeded", output=output)
-                except Exception as exc:
-                    p.update(status="failed", error=f"{type(exc).__name__}: {exc}")
+                self._succeed(p, short=fault == "short_output")
             p["completed_at"] = _now()
         self.done[pid].set()
+
+    def _succeed(self, p: dict[str, Any], short: bool = False) -> None:
+        try:
+            probs = self.model_fn(self._digits(p["input"]["digits"]))
+            output: Any = {
+                "predictions": prediction_entries(probs),
+                "weights_sha256": "f" * 64,
+                "request_id": p["input"].get("request_id"),
+            }
+            if short:
+                output["predictions"] = output["predictions"][:-1]
+            p.update(status="succeeded", output=output)
+        except Exception as exc:
+            p.update(status="failed", error=f"{type(exc).__name__}: {exc}")
 
     def _create(self, body: dict[str, Any], headers: Any, fault: str | None) -> dict[str, Any]:
         pid = uuid.uuid4().hex[:26]
@@ -233,22 +284,76 @@ class FakeReplicate:
             def _send(
                 self, status: int, body: Any, headers: dict[str, str] | None = None, schema: str | None = None
             ) -> None:
-                if schema is not None:
+                if schema is not None and not (isinstance(body, dict) and body.get("id") in fake.status_override):
                     fake.schema_errors.extend(openapi.problems(schema, body))
                 if fake.latency:
                     time.sleep(fake.latency)
                 data = body if isinstance(body, bytes) else json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                for k, v in (headers or {}).items():
-                    self.send_header(k, v)
-                self.end_headers()
-                self.wfile.write(data)
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    for k, v in (headers or {}).items():
+                        self.send_header(k, v)
+                    self.end_headers()
+                    self.wfile.write(data)
+                    self.wfile.flush()
+                except OSError:  # the client gave up on this answer
+                    self.close_connection = True
+                    return
+                if isinstance(body, dict):
+                    with fake.lock:
+                        if "status" in body and "id" in body:
+                            fake.revealed.add(body["id"])
+                            fake.revealed_directly.add(body["id"])
+                            p = fake.predictions.get(body["id"])
+                            if fake.remove_data and p is not None and body["status"] in TERMINAL:
+                                # as Replicate does after an hour: keeps long runs' ledger small
+                                p.update(output=None, data_removed=True, input={"request_id": p["input"]["request_id"]})
+                        for p in body.get("results") or []:
+                            fake.revealed.add(p["id"])
 
             def _drop(self) -> None:
                 self.close_connection = True
-                self.connection.shutdown(2)
+                with contextlib.suppress(OSError):
+                    self.connection.shutdown(2)
+
+            def _send_faulty(self, status: int, body: dict[str, Any], fault: str, arg: str) -> bool:
+                """Answer with a transport fault instead of ``body``; False when ``fault`` is not one."""
+                data = json.dumps(body).encode()
+                self.close_connection = True
+                try:
+                    if fault == "stall_body":
+                        self._head(status, len(data))
+                        self.wfile.write(data[: len(data) // 3])
+                        self.wfile.flush()
+                        time.sleep(fake.stall_seconds)
+                    elif fault == "trickle":
+                        self._head(status, len(data))
+                        for i in range(len(data)):
+                            self.wfile.write(data[i : i + 1])
+                            self.wfile.flush()
+                            time.sleep(fake.trickle_interval)
+                    elif fault == "huge_body":
+                        self._head(status, fake.huge_bytes if arg == "declared" else None)
+                        junk = b"x" * 2**20
+                        for _ in range(fake.huge_bytes // len(junk)):
+                            self.wfile.write(junk)
+                    else:
+                        self.close_connection = False
+                        return False
+                except OSError:
+                    pass  # the client hung up, as it should
+                self._drop()
+                return True
+
+            def _head(self, status: int, length: int | None) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                if length is not None:
+                    self.send_header("Content-Length", str(length))
+                self.send_header("Connection", "close")
+                self.end_headers()
 
             def _body(self) -> bytes:
                 return self.rfile.read(int(self.headers.get("Content-Length") or 0))
@@ -269,12 +374,25 @@ class FakeReplicate:
                 path = urlsplit(self.path).path
                 if not self._authorised(raw):
                     return
+                if fake.outage:
+                    self._send(fake.outage, {"detail": "Service unavailable"})
+                    return
                 if path.endswith("/cancel"):
                     pid = path.split("/")[-2]
+                    fault = fake._fault("cancel")
+                    if fault == "drop":
+                        self._drop()
+                        return
+                    if fault == "500":
+                        self._send(500, {"detail": "Internal server error"})
+                        return
                     with fake.lock:
                         fake.cancels.append(pid)
                         p = fake.predictions.get(pid)
-                        if p is not None and p["status"] not in TERMINAL:
+                        if p is not None and pid in fake.late_success and p["status"] not in TERMINAL:
+                            fake._succeed(p)  # it finished just as the cancel arrived
+                            p["completed_at"] = _now()
+                        elif p is not None and p["status"] not in TERMINAL:
                             p["status"] = "canceled" if p["status"] == "processing" else "aborted"
                     if p is None:
                         self._send(404, {"detail": "Not found"})
@@ -321,7 +439,7 @@ class FakeReplicate:
                 )
 
             def _create(self, raw: bytes) -> None:
-                fault = fake._fault("create")
+                fault, _, arg = (fake._fault("create") or "").partition(":")
                 now = time.monotonic()
                 with fake.lock:
                     while fake.create_times and now - fake.create_times[0] > 60:
@@ -330,10 +448,11 @@ class FakeReplicate:
                     if not limited and fault != "429":
                         fake.create_times.append(now)
                 if fault == "429" or limited:
+                    retry_after = arg or "1"
                     self._send(
                         429,
                         {"detail": "Request was throttled. Your rate limit resets in ~1s.", "status": 429},
-                        {"Retry-After": "1"},
+                        {} if retry_after == "none" else {"Retry-After": retry_after},
                     )
                     return
                 if fault == "reset_before":
@@ -341,6 +460,14 @@ class FakeReplicate:
                     return
                 if fault == "500_before":
                     self._send(500, {"detail": "Internal server error"})
+                    return
+                if fault == "503_before":
+                    self._send(503, {"detail": "Service unavailable"}, {"Retry-After": arg} if arg else {})
+                    return
+                if fault in ("400", "404", "422"):
+                    title = {"400": "Bad request", "404": "Not found", "422": "Input validation failed"}[fault]
+                    detail = "Model not found" if fault == "404" else "- input.digits: cannot read the batch file"
+                    self._send(int(fault), {"title": title, "detail": detail, "status": int(fault)})
                     return
                 body = json.loads(raw)
                 request_schema = (
@@ -350,11 +477,25 @@ class FakeReplicate:
                 )
                 fake.schema_errors.extend(openapi.problems(request_schema, body))
                 run_fault = (
-                    fault if fault in ("never_finish", "fail", "abort", "cancel_by_server", "short_output") else None
+                    fault
+                    if fault in ("never_finish", "fail", "abort", "cancel_by_server", "short_output", "late_success")
+                    else None
                 )
                 prediction = fake._create(body, self.headers, run_fault)
+                pid = prediction["id"]
+                if fault == "late_success":
+                    fake.late_success.add(pid)
+                if fault == "unknown_status":
+                    fake.status_override[pid] = [arg, fake.override_polls]
                 if fault == "500_after":
                     self._send(502, b"<html>Bad gateway</html>")
+                    return
+                if fault == "503_after":
+                    self._send(503, {"detail": "Service unavailable"}, {"Retry-After": arg} if arg else {})
+                    return
+                if fault == "hang_after":
+                    time.sleep(fake.hang_seconds)  # past the client's read timeout: it gave up
+                if fault in TRANSPORT_FAULTS and self._send_faulty(201, fake.snapshot(pid), fault, arg):
                     return
                 if fault == "reset_after":
                     self._drop()
@@ -366,9 +507,7 @@ class FakeReplicate:
                 if prefer.startswith("wait"):
                     seconds = float(prefer.split("=", 1)[1]) if "=" in prefer else 60.0
                     fake.done[prediction["id"]].wait(min(seconds, fake.max_wait))
-                with fake.lock:
-                    snapshot = dict(prediction)
-                self._send(201, snapshot, schema="schemas_prediction_response")
+                self._send(201, fake.snapshot(pid), schema="schemas_prediction_response")
 
             def do_GET(self) -> None:
                 parts = urlsplit(self.path)
@@ -376,6 +515,12 @@ class FakeReplicate:
                     self._send(200, fake.files[parts.path.split("/")[-2]])
                     return
                 if not self._authorised(b""):
+                    return
+                if fake.outage:
+                    self._send(fake.outage, {"detail": "Service unavailable"})
+                    return
+                if parts.path == "/v1/account":
+                    self._send(200, {"type": "user", "username": "digitcloud-tests", "name": "Tests"})
                     return
                 if parts.path == "/v1/predictions":
                     self._list(parse_qs(parts.query))
@@ -395,20 +540,18 @@ class FakeReplicate:
                         self._send(200, model, schema="schemas_model_response")
                     return
                 if parts.path.startswith("/v1/predictions/"):
-                    fault = fake._fault("get")
+                    fault, _, arg = (fake._fault("get") or "").partition(":")
                     if fault == "drop":
                         self._drop()
                         return
                     if fault == "500":
                         self._send(503, {"detail": "Service unavailable"})
                         return
-                    p = fake.predictions.get(parts.path.rsplit("/", 1)[-1])
-                    if p is None:
+                    pid = parts.path.rsplit("/", 1)[-1]
+                    if pid not in fake.predictions:
                         self._send(404, {"detail": "Not found"})
-                    else:
-                        with fake.lock:
-                            snapshot = dict(p)
-                        self._send(200, snapshot, schema="schemas_prediction_response")
+                    elif not (fault in TRANSPORT_FAULTS and self._send_faulty(200, fake.snapshot(pid), fault, arg)):
+                        self._send(200, fake.snapshot(pid), schema="schemas_prediction_response")
                     return
                 self._send(404, {"detail": "Not found"})
 

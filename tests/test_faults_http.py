@@ -1,0 +1,196 @@
+"""Fault matrix, HTTP status rows not covered elsewhere: H2 (every kind of Retry-After, end to end),
+H5 (503 on create, with and without Retry-After, before and after the prediction exists), H7
+(failing cancels), H10 (404 and 400/422)."""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import threading
+import time
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+
+from digitcloud import Client, CloudError, CloudUnavailableError, FallbackWarning
+from digitcloud.replicate import ReplicateBackend
+from tests.conftest import stroke_digits
+from tests.fakes.harness import TOKEN, check_ledger, check_results, oracle_locally, quick, start
+from tests.fakes.replicate_server import FakeReplicate
+
+
+@pytest.fixture
+def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeReplicate]:
+    server = start(monkeypatch)
+    oracle_locally(monkeypatch)
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="module")
+def batch() -> np.ndarray:
+    return stroke_digits(20, seed=41)[0]
+
+
+def creates(fake: FakeReplicate) -> list[dict]:
+    return [r for r in fake.requests if r["method"] == "POST" and r["path"].endswith("/predictions")]
+
+
+@pytest.mark.parametrize("retry_after", ["date", "soon", "86400", "none"])
+def test_h2_any_retry_after_is_survived_within_the_deadline(
+    fake: FakeReplicate, batch: np.ndarray, retry_after: str
+) -> None:
+    value = email.utils.formatdate(time.time() + 2, usegmt=True) if retry_after == "date" else retry_after
+    fake.inject("create", f"429:{value}", times=2)
+    sleeps: list[float] = []
+    began = time.monotonic()
+    with warnings_allowed(), Client(model="o/n", batch_size=20, timeout=10) as client:
+        results = quick(client, sleeps).classify(batch)
+    assert time.monotonic() - began < 10
+    check_results(results, batch)
+    assert all(r.ok for r in results)
+    assert all(0 <= s < 10 for s in sleeps)  # never a sleep past the deadline (86400 is capped, then refused)
+    if retry_after == "86400":
+        assert {r.backend for r in results} == {"local"}  # the wait does not fit: answered locally now
+    else:
+        assert {r.backend for r in results} == {"replicate"}
+    if retry_after == "date":
+        assert any(s >= 1.0 for s in sleeps)  # the date was read, not ignored
+    check_ledger(fake)
+
+
+class warnings_allowed:
+    """pytest.warns that also accepts no warning (the fallback warning appears in some variants)."""
+
+    def __enter__(self) -> None:
+        import warnings
+
+        self._cm = warnings.catch_warnings()
+        self._cm.__enter__()
+        warnings.simplefilter("ignore", FallbackWarning)
+
+    def __exit__(self, *exc: object) -> None:
+        self._cm.__exit__(*exc)
+
+
+@pytest.mark.parametrize("fault", ["503_before:1", "503_after:1", "503_before", "503_after"])
+def test_h5_503_on_create_is_ambiguous_and_its_retry_after_is_honoured(
+    fake: FakeReplicate, batch: np.ndarray, fault: str
+) -> None:
+    fake.inject("create", fault)
+    sleeps: list[float] = []
+    with Client(model="o/n", batch_size=10, max_concurrency=1) as client:
+        results = quick(client, sleeps).classify(batch)
+    check_results(results, batch)
+    assert {r.backend for r in results} == {"replicate"}
+    assert len(fake.predictions) == 2  # one per chunk: adopted when the 503 came after it was made
+    # before: nothing was made, so after a list finds nothing it is created again (3 POSTs);
+    # after: the list finds it and it is adopted (2 POSTs)
+    assert len(creates(fake)) == (3 if "before" in fault else 2)
+    if fault.endswith(":1") and fault.startswith("503_before"):
+        assert any(s >= 1.0 for s in sleeps)  # Retry-After: 1 waited out before the next create
+    check_ledger(fake)
+
+
+def run_until_started(backend: ReplicateBackend, fake: FakeReplicate, digits: np.ndarray) -> threading.Thread:
+    """``backend.predict`` in a thread, then Ctrl-C's effect: its stop event set, its predictions cancelled."""
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            backend.predict(digits, stop)
+        except CloudUnavailableError as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not fake.revealed and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.1)
+    stop.set()
+    backend.cancel_all(stop)
+    thread.join(10)
+    assert not thread.is_alive() and len(errors) == 1 and "gave up" in str(errors[0])
+    return thread
+
+
+def cancel_requests(fake: FakeReplicate) -> list[dict]:
+    return [r for r in fake.requests if r["path"].endswith("/cancel")]
+
+
+def test_h7_failing_cancels_are_retried(fake: FakeReplicate, batch: np.ndarray) -> None:
+    fake.max_wait = 0.0
+    fake.inject("create", "never_finish")
+    fake.inject("cancel", "500")
+    fake.inject("cancel", "drop")
+    with Client(model="o/n", batch_size=20, timeout=30) as client:
+        backend = quick(client)._cloud
+        assert isinstance(backend, ReplicateBackend)
+        run_until_started(backend, fake, batch)
+    assert len(cancel_requests(fake)) == 3  # 500, dropped, then accepted
+    (prediction,) = fake.predictions.values()
+    assert prediction["status"] in ("canceled", "aborted")
+    check_ledger(fake, settle=0)
+
+
+def test_h7_cancel_that_never_gets_through_is_logged_and_cancel_after_ends_it(
+    fake: FakeReplicate, batch: np.ndarray, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    fake.max_wait = 0.0
+    fake.inject("create", "never_finish")
+    fake.inject("cancel", "500", times=2)
+    fake.inject("cancel", "drop")
+    with Client(model="o/n", batch_size=20, timeout=5) as client:
+        backend = quick(client)._cloud
+        assert isinstance(backend, ReplicateBackend)
+        run_until_started(backend, fake, batch)
+    (pid,) = fake.predictions
+    assert len(cancel_requests(fake)) == 3  # three tries, no more
+    assert pid in caplog.text and "Cancel-After" in caplog.text and TOKEN not in caplog.text
+    check_ledger(fake, settle=8)  # the server ends it at its Cancel-After (6 s)
+    assert fake.predictions[pid]["status"] in ("canceled", "aborted")
+
+
+def test_h10_404_is_a_configuration_error_raised_once(fake: FakeReplicate, batch: np.ndarray) -> None:
+    fake.inject("create", "404")
+    with Client(model="o/missing", batch_size=10, max_concurrency=1) as client, pytest.raises(CloudError) as exc:
+        quick(client).classify(batch)
+    assert exc.value.status == 404 and not isinstance(exc.value, CloudUnavailableError)
+    assert "o/missing" in str(exc.value) and "Model not found" in str(exc.value)
+    assert len(fake.requests) == 1  # no retry, no reconciliation, no local fallback
+    check_ledger(fake)
+
+
+@pytest.mark.parametrize("status", ["400", "422"])
+def test_h10_refused_input_is_a_per_item_error_naming_the_item(
+    fake: FakeReplicate, batch: np.ndarray, status: str
+) -> None:
+    fake.inject("create", status)
+    with Client(model="o/n", batch_size=10, max_concurrency=1) as client:
+        results = quick(client).classify(batch)
+    check_results(results, batch)
+    refused, answered = results[:10], results[10:]
+    for r in refused:
+        assert isinstance(r.error, CloudError) and r.error.status == int(status) and r.backend == "replicate"
+        assert f"item {r.index} (array[{r.index}])" in str(r.error)
+    if status == "422":
+        assert "cannot read the batch file" in str(refused[0].error)  # the RFC 7807 detail
+    assert all(r.ok and r.backend == "replicate" for r in answered)
+    assert len(creates(fake)) == 2  # one per chunk: no retry, no fallback storm
+    check_ledger(fake)
+
+
+@pytest.mark.parametrize("token", ["", "   "], ids=["empty", "blank"])
+def test_h9_empty_or_blank_token_sends_nothing(
+    fake: FakeReplicate, batch: np.ndarray, monkeypatch: pytest.MonkeyPatch, token: str
+) -> None:
+    monkeypatch.setenv("REPLICATE_API_TOKEN", token)
+    with pytest.warns(FallbackWarning, match="no REPLICATE_API_TOKEN"), Client(model="o/n") as client:
+        results = client.classify(batch)
+    check_results(results, batch)
+    assert {r.backend for r in results} == {"local"}
+    assert fake.requests == []  # never "Bearer " nor "Bearer None"
