@@ -27,9 +27,10 @@ def encode_batch(digits: np.ndarray) -> str:
 def parse_output(output: Any, count: int) -> list[np.ndarray | str]:
     """Per digit: its 10 probabilities, or the predictor's error text for it.
 
-    Anything off — not a dict, a different number of entries, a digit outside 0-9, probabilities
-    that are not 10 finite numbers summing to ~1 — rejects the whole answer (``CloudError``):
-    entries are never realigned by position.
+    Anything off — not a dict, a different number of entries, a digit that is not an integer 0-9
+    with the largest probability, probabilities that are not 10 real numbers in [0, 1] summing to
+    ~1 — rejects the whole answer (``CloudError``): entries are never realigned by position, and
+    nothing is coerced (no strings or booleans read as numbers).
     """
     if not isinstance(output, dict) or not isinstance(output.get("predictions"), list):
         raise CloudError(f"predictor output is not the wire contract v{VERSION}: {_preview(output)}")
@@ -39,26 +40,41 @@ def parse_output(output: Any, count: int) -> list[np.ndarray | str]:
     answers: list[np.ndarray | str] = []
     for i, entry in enumerate(entries):
         if isinstance(entry, dict) and set(entry) == {"error"}:
-            answers.append(str(entry["error"]))
+            answers.append(_preview(entry["error"], 1000))
             continue
-        try:
-            probs = np.asarray(entry["probabilities"], dtype=np.float64)
-            digit = entry["digit"]
-        except (TypeError, KeyError, ValueError):
-            raise CloudError(f"predictor entry {i} is malformed: {_preview(entry)}") from None
+        probs = _probabilities(entry)
+        digit = entry.get("digit") if isinstance(entry, dict) else None
         ok = (
-            probs.shape == (10,)
-            and bool(np.isfinite(probs).all())
-            and isinstance(digit, int)
+            probs is not None
+            and type(digit) is int  # not bool, which is an int to isinstance
             and 0 <= digit <= 9
-            and math.isclose(float(probs.sum()), 1.0, abs_tol=1e-3)
+            and probs[digit] == probs.max()
         )
-        if not ok:
+        if not ok or probs is None:
             raise CloudError(f"predictor entry {i} is not a valid prediction: {_preview(entry)}")
         answers.append(probs.astype(np.float32))
     return answers
 
 
-def _preview(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 200 else text[:200] + "…"
+def _probabilities(entry: Any) -> np.ndarray | None:
+    """An entry's ``probabilities`` as float64[10], or ``None`` unless they are 10 real numbers in
+    [0, 1] summing to 1 (± 1e-3: the predictor rounds to 6 decimals)."""
+    values = entry.get("probabilities") if isinstance(entry, dict) else None
+    if not isinstance(values, list) or len(values) != 10:
+        return None
+    if not all(type(v) in (int, float) for v in values):
+        return None
+    try:
+        probs = np.array(values, dtype=np.float64)
+    except OverflowError:  # an integer beyond float range: JSON allows it
+        return None
+    if not (np.isfinite(probs).all() and probs.min() >= 0.0 and probs.max() <= 1.0):
+        return None
+    if not math.isclose(float(probs.sum()), 1.0, abs_tol=1e-3):
+        return None
+    return probs
+
+
+def _preview(value: Any, limit: int = 200) -> str:
+    text = value if isinstance(value, str) else repr(value)
+    return text if len(text) <= limit else text[:limit] + "…"

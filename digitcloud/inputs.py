@@ -21,8 +21,12 @@ from __future__ import annotations
 import csv
 import glob
 import io
+import math
 import os
+import struct
+import time
 import zipfile
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import partial
@@ -34,6 +38,11 @@ from PIL import Image, ImageFilter, ImageOps
 
 from digitcloud.errors import InputError
 
+try:
+    from lzma import LZMAError
+except ImportError:  # a Python built without liblzma: zipfile cannot open LZMA members either
+    LZMAError = ValueError  # type: ignore[misc,assignment]
+
 SIZE = 28
 BOX = 20  # the ink's bounding box is fitted into BOX x BOX, as in MNIST
 MAX_FILE_BYTES = 32 * 1024 * 1024
@@ -41,12 +50,14 @@ MAX_PIXELS = 50_000_000  # a 48 MP phone photo fits; Pillow's own bomb limit is 
 WORK_SIZE = 512  # photos are shrunk to at most this before the recipe: a digit needs far less
 MIN_CONTRAST = 24.0  # grey levels between paper and ink below which an image counts as blank
 URL_TIMEOUT = (5.0, 20.0)  # connect, read (seconds)
+URL_DEADLINE = 60.0  # seconds for a whole download
 IMAGE_SUFFIXES = frozenset(
     {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pbm", ".pnm"}
 )
 # Formats Pillow may try: anything else (PDF, EPS via Ghostscript, …) is refused, whatever the name says.
 IMAGE_FORMATS = ("PNG", "JPEG", "BMP", "GIF", "TIFF", "WEBP", "PPM")
 KAGGLE_PIXELS = 784
+EXIF_ORIENTATION = 0x0112
 
 
 @dataclass(frozen=True)
@@ -66,9 +77,7 @@ class Item:
 def _to_grey(img: Image.Image) -> np.ndarray:
     """Float32 grey levels in [0, 255]; transparency is flattened onto a contrasting backdrop."""
     if img.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
-        arr = np.asarray(img, dtype=np.float32)
-        top = float(arr.max()) if arr.size else 0.0
-        return arr * (255.0 / top) if top > 255 else arr
+        return _wide_to_grey(np.asarray(img), img.mode)
     if img.mode == "P":
         img = img.convert("RGBA" if "transparency" in img.info else "RGB")
     if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
@@ -83,6 +92,25 @@ def _to_grey(img: Image.Image) -> np.ndarray:
             grey = grey * alpha + backdrop * (1.0 - alpha)
         return grey
     return np.asarray(img.convert("L"), dtype=np.float32)
+
+
+def _wide_to_grey(arr: np.ndarray, mode: str) -> np.ndarray:
+    """32-bit integer and float images (16-bit PNGs, float TIFFs) -> grey levels in [0, 255].
+
+    Floats in [0, 1] are scaled by 255, as for arrays; anything outside [0, 255] is stretched onto
+    it (in float64, so int32 and float32 extremes cannot overflow). NaN or infinity is an error.
+    """
+    if not np.isfinite(arr).all():  # before any cast: casting a signalling NaN raises FE_INVALID
+        raise InputError(f"pixels contain NaN or infinity (a {mode} image)")
+    arr = arr.astype(np.float64)
+    lo, hi = (float(arr.min()), float(arr.max())) if arr.size else (0.0, 0.0)
+    if mode == "F" and lo >= 0.0 and hi <= 1.0:
+        return (arr * 255.0).astype(np.float32)
+    if lo >= 0.0 and hi <= 255.0:
+        return arr.astype(np.float32)
+    base = min(lo, 0.0)
+    span = hi - base  # 0 for a constant negative image: blank, which normalize_grey reports
+    return ((arr - base) * (255.0 / span if span > 0 else 0.0)).astype(np.float32)
 
 
 def mnist_shaped(batch: np.ndarray) -> np.ndarray:
@@ -190,11 +218,12 @@ def normalize_grey(grey: np.ndarray) -> np.ndarray:
 
 def normalize_image(img: Image.Image) -> np.ndarray:
     """A decoded Pillow image -> a 28x28 digit: EXIF transpose, grey, then ``normalize_grey``."""
-    img = ImageOps.exif_transpose(img) or img
+    if img.getexif().get(EXIF_ORIENTATION, 1) != 1:
+        # only when there is something to turn: without a rotation exif_transpose returns a full copy
+        img = ImageOps.exif_transpose(img)
     if max(img.size) > WORK_SIZE:
         # Shrinking first keeps big photos cheap; 512 px leaves the ink far more detail than 20 px needs.
-        img = img.copy()
-        img.thumbnail((WORK_SIZE, WORK_SIZE), Image.Resampling.BOX)
+        img = shrink(img)
     grey = _to_grey(img)
     if min(grey.shape) >= 48:
         # Photos only: a 3x3 median removes sensor noise and paper specks that would widen the crop.
@@ -202,11 +231,34 @@ def normalize_image(img: Image.Image) -> np.ndarray:
     return normalize_grey(grey)
 
 
+def shrink(img: Image.Image, limit: int = WORK_SIZE) -> Image.Image:
+    """A new image fitting ``limit`` x ``limit``: exactly what ``img.copy().thumbnail(…, BOX)`` gives,
+    without the full-size copy (which doubled the memory a 50 MP photo costs)."""
+    width, height = img.size
+    if width <= limit and height <= limit:
+        return img
+    aspect = width / height
+
+    def rounded(number: float, key: Callable[[int], float]) -> int:  # Pillow's own rounding
+        return max(min(math.floor(number), math.ceil(number), key=key), 1)
+
+    x, y = limit, limit
+    if x / y >= aspect:
+        x = rounded(y * aspect, key=lambda n: abs(aspect - n / y))
+    else:
+        y = rounded(x / aspect, key=lambda n: 0 if n == 0 else abs(aspect - x / n))
+    return img.resize((x, y), Image.Resampling.BOX, reducing_gap=2.0)
+
+
 def normalize_array(arr: Any) -> np.ndarray:
     """One image as an array: (H, W), (H, W, C) or (1, H, W); uint8/int in 0..255 or float in [0, 1]."""
     arr = np.asarray(arr)
     if arr.ndim == 3 and arr.shape[0] == 1:
         arr = arr[0]
+    if arr.ndim in (2, 3) and min(arr.shape) < 1:
+        raise InputError(f"empty array of shape {arr.shape}")
+    if arr.ndim in (2, 3) and arr.shape[0] * arr.shape[1] > MAX_PIXELS:
+        raise InputError(f"image too large: {arr.shape[1]}x{arr.shape[0]} pixels (limit {MAX_PIXELS:,})")
     if arr.ndim == 3 and arr.shape[-1] in (1, 3, 4):
         if arr.shape[-1] == 1:
             arr = arr[..., 0]
@@ -214,10 +266,6 @@ def normalize_array(arr: Any) -> np.ndarray:
             return normalize_image(Image.fromarray(_as_uint8(arr), "RGB" if arr.shape[-1] == 3 else "RGBA"))
     if arr.ndim != 2:
         raise InputError(f"expected an image of shape (H, W), (H, W, C) or (1, H, W), got shape {arr.shape}")
-    if min(arr.shape) < 1:
-        raise InputError(f"empty array of shape {arr.shape}")
-    if arr.size > MAX_PIXELS:
-        raise InputError(f"image too large: {arr.shape[1]}x{arr.shape[0]} pixels (limit {MAX_PIXELS:,})")
     digit = _as_uint8(arr)
     if _is_mnist_shaped(digit):
         return np.ascontiguousarray(digit)
@@ -327,27 +375,44 @@ def normalize(image: Any) -> np.ndarray:
 
 
 def fetch_url(url: str) -> bytes:
-    """Download an http(s) image with a timeout and a size cap; redirects stay on http(s)."""
+    """Download an http(s) image with a size cap, a timeout per read and one for the whole download;
+    redirects stay on http(s). No credentials are sent (requests' own .netrc lookup aside)."""
     import requests
+    import urllib3.exceptions
 
+    deadline = time.monotonic() + URL_DEADLINE
     try:
         with requests.get(url, timeout=URL_TIMEOUT, stream=True) as resp:
             if resp.url.split(":", 1)[0].lower() not in ("http", "https"):
                 raise InputError("redirected to a non-http(s) URL")
             if resp.status_code != 200:
                 raise InputError(f"download failed: HTTP {resp.status_code}")
-            declared = resp.headers.get("Content-Length")
-            if declared and declared.isdigit() and int(declared) > MAX_FILE_BYTES:
-                raise InputError(f"file too large: {int(declared):,} bytes (limit {MAX_FILE_BYTES:,})")
+            declared = _content_length(resp.headers.get("Content-Length"))
+            if declared is not None and declared > MAX_FILE_BYTES:
+                raise InputError(f"file too large: {declared:,} bytes (limit {MAX_FILE_BYTES:,})")
             chunks, size = [], 0
-            for chunk in resp.iter_content(64 * 1024):
+            while True:
+                # read1: at most one socket read per call, so a server trickling a byte at a time
+                # meets the overall deadline instead of holding us URL_TIMEOUT per byte forever.
+                chunk = resp.raw.read1(64 * 1024, decode_content=True)
+                if not chunk:
+                    break
                 size += len(chunk)
                 if size > MAX_FILE_BYTES:
                     raise InputError(f"file too large: over {MAX_FILE_BYTES:,} bytes")
+                if time.monotonic() > deadline:
+                    raise InputError(f"download too slow: not finished after {URL_DEADLINE:.0f} s")
                 chunks.append(chunk)
             return b"".join(chunks)
-    except requests.RequestException as exc:
+    except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
         raise InputError(f"download failed: {type(exc).__name__}") from exc
+
+
+def _content_length(value: str | None) -> int | None:
+    """A Content-Length header as bytes; ``None`` when absent or not a plain decimal number."""
+    if not value or not value.strip().isascii() or not value.strip().isdecimal():
+        return None
+    return int(value.strip())
 
 
 # --------------------------------------------------------------------------- batch files (wire contract v1)
@@ -359,34 +424,71 @@ BATCH_KEY = "digits"  # the array's name inside an .npz
 def read_digits_file(path: str | os.PathLike[str], max_digits: int = MAX_BATCH_DIGITS) -> np.ndarray:
     """A batch file of the wire contract: ``.npy``, or ``.npz`` with one array (named ``digits``),
     holding already-normalised uint8 ``[N, 28, 28]`` digits. Never unpickles; the header is checked
-    before any data is read, so a file claiming a billion digits costs nothing."""
+    before any data is read, and the data must be there before its buffer is allocated, so a file
+    claiming a billion digits (or 250,000 in 100 bytes) costs nothing."""
     try:
         with open(path, "rb") as f:
             head = f.read(6)
             f.seek(0)
             if head.startswith(b"\x93NUMPY"):
-                return _read_npy(f, max_digits)
+                return _read_npy(f, os.fstat(f.fileno()).st_size, max_digits)
         if head.startswith(b"PK"):
             return _read_npz(path, max_digits)
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-        if isinstance(exc, InputError):
-            raise
-        raise InputError(f"corrupt batch file: {exc}") from exc
+    except InputError:
+        raise
+    except _CORRUPT_ARCHIVE as exc:
+        raise InputError(f"corrupt batch file: {type(exc).__name__}: {exc}") from exc
     raise InputError("a batch file must be .npy or .npz (numpy's formats) holding uint8 [N, 28, 28]")
 
 
-def _read_npy(f: Any, max_digits: int) -> np.ndarray:
+# What numpy's header parser and zipfile raise on damaged input: zlib/lzma/bz2 stream errors,
+# unsupported or encrypted members, struct sizes that do not add up.
+_CORRUPT_ARCHIVE = (
+    OSError,
+    ValueError,
+    EOFError,
+    zipfile.BadZipFile,
+    zlib.error,
+    LZMAError,
+    NotImplementedError,
+    RuntimeError,
+    struct.error,
+    OverflowError,
+)
+NPY_VERSIONS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+
+
+def _read_npy(f: Any, size: int | None, max_digits: int) -> np.ndarray:
+    """The array in an .npy stream, in a writable buffer of its own (torch refuses read-only arrays).
+
+    ``size``: the stream's length when it is a plain file (its bytes are there, so the buffer is
+    allocated at once and read into); ``None`` for an archive member, whose declared size proves
+    nothing, so the buffer grows only as data really arrives.
+    """
     version = np.lib.format.read_magic(f)
-    if version == (1, 0):
-        shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
-    else:
-        shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+    read_header = NPY_VERSIONS.get(version)
+    if read_header is None:
+        raise InputError(f"unsupported .npy version {version[0]}.{version[1]} (1.0 and 2.0 are read)")
+    try:
+        shape, fortran, dtype = read_header(f)
+    except Exception as exc:  # numpy's header parser: ValueError, and tokenize.TokenError from older headers
+        raise InputError(f"corrupt .npy header: {type(exc).__name__}: {exc}") from exc
     _check_batch(shape, dtype, max_digits)
     count = int(np.prod(shape))
-    data = f.read(count)
-    if len(data) != count:
-        raise InputError(f"truncated batch file: {len(data):,} of {count:,} bytes")
-    array = np.frombuffer(bytearray(data), dtype=np.uint8)  # writable: torch refuses read-only arrays
+    if size is not None and size - f.tell() < count:
+        raise InputError(f"truncated batch file: {max(0, size - f.tell()):,} of {count:,} bytes")
+    if size is not None:
+        array = np.empty(count, dtype=np.uint8)
+        view, filled = array.data, 0
+        while filled < count and (n := f.readinto(view[filled : filled + 2**20])):
+            filled += n
+    else:
+        data = bytearray()
+        while len(data) < count and (chunk := f.read(min(2**20, count - len(data)))):
+            data += chunk
+        array, filled = np.frombuffer(data, dtype=np.uint8), len(data)
+    if filled < count:
+        raise InputError(f"truncated batch file: {filled:,} of {count:,} bytes")
     return array.reshape(shape[::-1]).T if fortran else array.reshape(shape)
 
 
@@ -396,10 +498,17 @@ def _read_npz(path: str | os.PathLike[str], max_digits: int) -> np.ndarray:
         name = f"{BATCH_KEY}.npy" if f"{BATCH_KEY}.npy" in names else (names[0] if len(names) == 1 else None)
         if name is None:
             raise InputError(f"an .npz batch needs one array, or one named {BATCH_KEY!r}; found {names}")
-        if archive.getinfo(name).file_size > max_digits * SIZE * SIZE + 4096:
+        info = archive.getinfo(name)
+        if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+            # numpy writes only these two; bzip2/LZMA decoders size their state from the header
+            raise InputError(
+                f"an .npz member must be stored or deflated (as numpy writes it), not method {info.compress_type}"
+            )
+        # zipfile never inflates a member past its declared file_size (then it checks the CRC)
+        if info.file_size > max_digits * SIZE * SIZE + 4096:
             raise InputError(f"batch too large: over {max_digits:,} digits")
         with archive.open(name) as member:
-            return _read_npy(io.BytesIO(member.read()), max_digits)
+            return _read_npy(member, None, max_digits)
 
 
 def _check_batch(shape: tuple[int, ...], dtype: np.dtype[Any], max_digits: int) -> None:
@@ -407,7 +516,7 @@ def _check_batch(shape: tuple[int, ...], dtype: np.dtype[Any], max_digits: int) 
         raise InputError(f"batch digits must be uint8, got {dtype}")
     if len(shape) != 3 or tuple(shape[1:]) != (SIZE, SIZE):
         raise InputError(f"batch must have shape [N, 28, 28], got {list(shape)}")
-    if shape[0] == 0:
+    if shape[0] < 1:
         raise InputError("batch file holds no digits")
     if shape[0] > max_digits:
         raise InputError(f"batch too large: {shape[0]:,} digits (limit {max_digits:,} per prediction)")
@@ -507,6 +616,21 @@ def _array_items(arr: np.ndarray, name: str, torch_order: bool) -> Iterator[Item
         yield Item(f"{name} {arr.shape}", lambda: _raise(f"cannot read an array of shape {arr.shape} as images"))
 
 
+def _tensor_array(tensor: Any) -> np.ndarray:
+    """A torch tensor as numpy, without importing torch: sparse ones made dense, and dtypes numpy has
+    no type for (bfloat16, float8) widened to float32, which holds their values exactly."""
+    t = tensor.detach()
+    if str(t.layout) != "torch.strided":
+        t = t.to_dense()
+    t = t.cpu()
+    try:
+        return np.asarray(t.numpy())
+    except TypeError:
+        if not t.is_floating_point():
+            raise
+        return np.asarray(t.float().numpy())
+
+
 def _passthrough(digit: np.ndarray) -> np.ndarray:
     return digit
 
@@ -518,33 +642,64 @@ def _raise(reason: str) -> np.ndarray:
 def kaggle_csv_items(path: str | os.PathLike[str]) -> Iterator[Item]:
     """Rows of a Digit Recognizer CSV: ``pixel0..pixel783`` with or without a leading ``label``.
 
-    Read lazily, one row at a time, so a 28,000-row test.csv never sits in memory as text.
+    Read lazily, one row at a time, so a 28,000-row test.csv never sits in memory as text. A file
+    that stops being readable text (not UTF-8, a field over csv's size limit) ends with one error
+    item naming the row; the rows before it are kept.
     """
     name = repr(os.fspath(path))
     try:
-        f = open(path, newline="")  # noqa: SIM115  (closed by the `with` below, once the rows are read)
+        f = open(path, "rb")  # noqa: SIM115  (closed by the `with` below, once the rows are read)
     except OSError as exc:
         reason = f"cannot read CSV: {exc.strerror or exc}"
         yield Item(f"csv {name}", lambda: _raise(reason))
         return
     with f:
-        reader = csv.reader(f)
-        header = next(reader, None)
+        rows = csv.reader(_utf8_lines(f))
+        header = _next_row(rows)
+        if isinstance(header, InputError):
+            yield Item(f"csv {name}", partial(_raise, header.reason))
+            return
         if header is None:
             yield Item(f"csv {name}", lambda: _raise("empty CSV file"))
             return
         has_label = bool(header) and header[0].strip().lower() == "label"
         pixel_header = header[1:] if has_label else header
         if len(pixel_header) != KAGGLE_PIXELS or not pixel_header[0].strip().lower().startswith("pixel"):
+            columns = len(header)
             yield Item(
                 f"csv {name}",
-                lambda: _raise(
-                    f"not a Digit Recognizer CSV: header needs pixel0..pixel783 (got {len(header)} columns)"
-                ),
+                lambda: _raise(f"not a Digit Recognizer CSV: header needs pixel0..pixel783 (got {columns} columns)"),
             )
             return
-        for row_number, row in enumerate(reader, start=1):
+        row_number = 0
+        while True:
+            row = _next_row(rows)
+            if row is None:
+                return
+            row_number += 1
+            if isinstance(row, InputError):
+                yield Item(f"csv {name} row {row_number}", partial(_raise, row.reason))
+                return
             yield Item(f"csv {name} row {row_number}", partial(_csv_row, row, has_label))
+
+
+def _utf8_lines(f: Any) -> Iterator[str]:
+    """A binary file's lines as text, decoded one by one, so bad bytes cost only their own line
+    and the rows before them (a byte-order mark at the start is dropped)."""
+    for number, line in enumerate(f):
+        yield line.decode("utf-8-sig" if number == 0 else "utf-8")
+
+
+def _next_row(rows: Iterator[list[str]]) -> list[str] | InputError | None:
+    """The next CSV row, ``None`` at the end, or the reason the file cannot be read on."""
+    try:
+        return next(rows)
+    except StopIteration:
+        return None
+    except UnicodeDecodeError as exc:
+        return InputError(f"not a text CSV file: byte {exc.start + 1} of this line is not UTF-8")
+    except (csv.Error, OSError) as exc:
+        return InputError(f"unreadable CSV: {exc}")
 
 
 def _csv_row(row: list[str], has_label: bool) -> np.ndarray:
@@ -570,7 +725,13 @@ def expand(images: Any) -> Iterator[Item]:
     elif hasattr(images, "read"):
         yield Item(_file_name(images), lambda: decode(_read_stream(images)))
     elif _is_torch_tensor(images):
-        yield from _array_items(images.detach().cpu().numpy(), "tensor", torch_order=True)
+        try:
+            arr = _tensor_array(images)
+        except Exception as exc:  # a layout or device numpy cannot see (meta, quantized…): name it
+            reason = f"cannot read this tensor ({images.dtype}, {images.layout}): {type(exc).__name__}: {exc}"
+            yield Item(f"tensor {tuple(images.shape)}", partial(_raise, reason))
+        else:
+            yield from _array_items(arr, "tensor", torch_order=True)
     elif isinstance(images, np.ndarray):
         yield from _array_items(images, "array", torch_order=False)
     elif _is_dataframe(images):

@@ -344,3 +344,14 @@ def test_batch_fast_path_matches_one_at_a_time(digits: tuple[np.ndarray, np.ndar
             np.testing.assert_array_equal(item.digit, alone.digit)
         else:
             assert item.error is not None and item.error.reason == alone.error.reason
+
+
+@pytest.mark.parametrize("fmt", ["ICO", "PCX", "TGA", "EPS"])
+def test_formats_outside_the_allow_list_are_refused(seven: Image.Image, fmt: str) -> None:
+    # Pillow could read (or, for EPS, hand to Ghostscript) these; digitcloud decodes only its list
+    if fmt == "EPS":
+        data = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 28 28\nshowpage\n"
+    else:
+        data = encode(seven.convert("RGB") if fmt == "PCX" else seven, fmt)
+    with pytest.raises(InputError, match="not a supported image"):
+        inputs.decode(data)
