@@ -82,6 +82,10 @@ def test_smoke_run_writes_loadable_weights_metadata_and_pictures(
             str(tmp_path / "ckpt"),
             "--device",
             "cpu",
+            "--teachers",
+            "1",
+            "--teacher-epochs",
+            "1",
         ]
     )
     assert code == 0
@@ -89,6 +93,8 @@ def test_smoke_run_writes_loadable_weights_metadata_and_pictures(
     assert meta["sha256"] == spec.sha256_of(out / "smoke.safetensors")
     assert meta["data"]["train"] == 40 and meta["data"]["validation"] == 20
     assert meta["recipe"]["epochs"] == 1 and meta["recipe"]["seed"] == 0
+    assert meta["recipe"]["teachers"] == 1 and len(meta["teachers"]) == 1
+    assert meta["teachers"][0]["history"][0]["epoch"] == 1
     assert set(meta["validation"]["per_class_accuracy"]) == {str(d) for d in range(10)}
     assert meta["torch"] == torch.__version__
     net = spec.load_model(path=out / "smoke.safetensors", sha256=meta["sha256"])
@@ -103,27 +109,37 @@ def test_resume_continues_where_it_stopped_and_matches_an_uninterrupted_run(
 ) -> None:
     ds = data.Dataset(*small, "test")
     train_set, val_set = data.split(ds, 20)
-    recipe = Recipe(epochs=2, batch_size=20)
+    # one teacher, distillation and the weight EMA: every piece of state a resume must restore
+    recipe = Recipe(epochs=2, batch_size=20, teachers=1, teacher_epochs=1, ema_decay=0.9)
     device = torch.device("cpu")
 
-    straight, _ = train(recipe, train_set, val_set, tmp_path / "a", device, log=lambda _: None)
+    straight = train(recipe, train_set, val_set, tmp_path / "a", device, log=lambda _: None).model
 
     def stop_after_first_epoch(line: str) -> None:
-        if line.startswith("epoch 1/2:"):
+        if line.startswith("epoch 1/2:"):  # the student's first epoch, after the teacher's
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
         train(recipe, train_set, val_set, tmp_path / "b", device, log=stop_after_first_epoch)
     lines: list[str] = []
-    resumed, history = train(recipe, train_set, val_set, tmp_path / "b", device, resume=True, log=lines.append)
+    trained = train(recipe, train_set, val_set, tmp_path / "b", device, resume=True, log=lines.append)
+    resumed, history = trained.model, trained.history
+    assert any(line.startswith("teacher 1: resumed") for line in lines)
     assert any(line.startswith("resumed") for line in lines)
     assert [h["epoch"] for h in history] == [1, 2]
+    assert [h["epoch"] for h in trained.teachers[0]["history"]] == [1]
     for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values(), strict=True):
         assert torch.equal(a, b), name
 
     with pytest.raises(ValueError, match="different recipe"):
         train(
-            Recipe(epochs=3, batch_size=20), train_set, val_set, tmp_path / "b", device, resume=True, log=lambda _: None
+            Recipe(epochs=3, batch_size=20, teachers=1, teacher_epochs=1, ema_decay=0.9),
+            train_set,
+            val_set,
+            tmp_path / "b",
+            device,
+            resume=True,
+            log=lambda _: None,
         )
 
 
@@ -161,3 +177,96 @@ def test_pretrained_offline_is_a_clear_error(
     assert code == 2
     assert "could not download the ImageNet weights" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_augmentation_keeps_shape_and_range_and_repeats_from_its_seed(small: tuple[np.ndarray, np.ndarray]) -> None:
+    from train.augment import Augmentation, augment
+
+    x = torch.from_numpy(small[0][:32]).unsqueeze(1).float() / 255
+    a = augment(x.clone(), Augmentation(), torch.Generator().manual_seed(1))
+    b = augment(x.clone(), Augmentation(), torch.Generator().manual_seed(1))
+    c = augment(x.clone(), Augmentation(), torch.Generator().manual_seed(2))
+    assert a.shape == x.shape and float(a.min()) >= 0 and float(a.max()) <= 1
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_stroke_width_thickens_and_thins_the_pen(small: tuple[np.ndarray, np.ndarray]) -> None:
+    from train.augment import stroke_width
+
+    x = torch.from_numpy(small[0][:64]).unsqueeze(1).float() / 255
+    ink = x.sum(dim=(1, 2, 3))
+    changed = stroke_width(x, 1.0, torch.Generator().manual_seed(0)).sum(dim=(1, 2, 3))
+    assert bool((changed > ink * 1.05).any()) and bool((changed < ink * 0.95).any())
+    assert torch.equal(stroke_width(x, 0.0, torch.Generator().manual_seed(0)), x)
+
+
+def test_blur_keeps_the_ink_and_softens_edges(small: tuple[np.ndarray, np.ndarray]) -> None:
+    from train.augment import blur
+
+    x = torch.from_numpy(small[0][:64]).unsqueeze(1).float() / 255
+    soft = blur(x, 1.0, torch.Generator().manual_seed(0))
+    # mass is nearly preserved (only ink at the border leaks out); sharp edges get smaller
+    assert torch.allclose(soft.sum(dim=(1, 2, 3)), x.sum(dim=(1, 2, 3)), rtol=0.05)
+    edges = lambda t: (t[..., 1:] - t[..., :-1]).abs().sum()  # noqa: E731
+    assert float(edges(soft)) < float(edges(x))
+
+
+def test_the_teacher_is_the_shipped_architecture_without_its_max_pool() -> None:
+    from train.recipe import build_teacher
+
+    features = {}
+    teacher, student = build_teacher(), spec.build_model()
+    for name, net in (("teacher", teacher), ("student", student)):
+        net.layer4.register_forward_hook(lambda _m, _i, out, name=name: features.__setitem__(name, out.shape))
+        net.eval()(torch.zeros(1, 1, 28, 28))
+    assert features["teacher"][-1] == 2 * features["student"][-1]
+    assert {k for k, _ in teacher.named_parameters()} == {k for k, _ in student.named_parameters()}
+
+
+def test_recalibration_fits_batchnorm_statistics_to_the_weights_and_republishes(
+    tmp_path: Path, small: tuple[np.ndarray, np.ndarray]
+) -> None:
+    from train.recalibrate import main as recalibrate_main
+    from train.recipe import recalibrate_batchnorm
+
+    # given exported weights whose BatchNorm statistics no longer fit them (as an EMA's may not)
+    write_idx(tmp_path / "mnist", *small)
+    out = tmp_path / "w"
+    common = ["--data", str(tmp_path / "mnist"), "--val-size", "20", "--device", "cpu"]
+    args = ["--out", str(out), "--name", "run", "--epochs", "1", "--batch-size", "20", "--teachers", "0"]
+    assert train_main([*common[:2], *args, *common[2:], "--checkpoint-dir", str(tmp_path / "c")]) == 0
+    meta = json.loads((out / "run.json").read_text())
+    net = spec.load_model(path=out / "run.safetensors", sha256=meta["sha256"])
+    bn = net.bn1
+    bn.running_mean.fill_(5.0)
+    # when the statistics are re-estimated over digits
+    recalibrate_batchnorm(net, small[0][:40])
+    # then they are those of the first conv's output on those digits
+    with torch.no_grad():
+        features = net.conv1(spec.to_model_input(small[0][:40]))
+    torch.testing.assert_close(bn.running_mean, features.mean(dim=(0, 2, 3)), atol=1e-4, rtol=1e-3)
+    assert not net.training
+
+    # and the command writes a new, loadable, pinned file that records where it came from
+    code = recalibrate_main(
+        [
+            "--weights",
+            str(out / "run.safetensors"),
+            "--sha256",
+            meta["sha256"],
+            *common[:4],
+            "--out",
+            str(out),
+            "--name",
+            "again",
+        ]
+    )
+    assert code == 0
+    again = json.loads((out / "again.json").read_text())
+    assert again["batchnorm_recalibrated"]["from"]["sha256"] == meta["sha256"]
+    assert again["recipe"] == meta["recipe"] and again["validation"]["accuracy"] >= 0
+    spec.load_model(path=out / "again.safetensors", sha256=again["sha256"])
+    (tmp_path / "other").mkdir()
+    write_idx(tmp_path / "other", small[0][::-1].copy(), small[1][::-1].copy())
+    wrong = ["--weights", str(out / "run.safetensors"), "--sha256", meta["sha256"], "--data", str(tmp_path / "other")]
+    assert recalibrate_main([*wrong, "--out", str(out), "--name", "x"]) == 2

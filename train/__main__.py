@@ -1,4 +1,4 @@
-"""python -m train --data ../shared/data/mnist --out digitcloud/weights/
+"""python -m train --data ../shared/data/mnist --out runs/mine [--teachers 0]
 
 Trains the digit model, then writes <name>.safetensors (fp16), <name>.json (recipe, data hash,
 validation accuracy per class), <name>.confusion.png and <name>.misclassified.png into --out.
@@ -12,8 +12,11 @@ import sys
 import time
 from pathlib import Path
 
+from train.augment import Augmentation
 from train.data import load, split
 from train.recipe import Recipe
+
+ARCHITECTURE = "torchvision resnet34, 1-channel 7x7/2 stem + maxpool, 10 classes"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -31,6 +34,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=defaults.batch_size)
     p.add_argument("--max-lr", type=float, default=defaults.max_lr)
     p.add_argument("--seed", type=int, default=defaults.seed)
+    p.add_argument(
+        "--teachers",
+        type=int,
+        default=defaults.teachers,
+        help="teachers to distil from (0: train on the labels alone, the CPU-friendly choice)",
+    )
+    p.add_argument("--teacher-epochs", type=int, default=defaults.teacher_epochs)
+    p.add_argument("--ema-decay", type=float, default=defaults.ema_decay, help="0 turns the weight EMA off")
+    p.add_argument(
+        "--no-photo-augmentation",
+        action="store_true",
+        help="augment geometry only: no stroke-width or blur changes",
+    )
     p.add_argument(
         "--val-size",
         type=int,
@@ -59,18 +75,23 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     import torch
 
-    from digitcloud.model import predict_probabilities
-    from train.export import export
+    from train.export import publish
     from train.recipe import train
-    from train.report import confusion_matrix, draw_confusion_matrix, draw_misclassified
 
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    augmentation = Augmentation()
+    if args.no_photo_augmentation:
+        augmentation = dataclasses.replace(augmentation, stroke_p=0.0, blur_p=0.0)
     recipe = Recipe(
         epochs=args.epochs,
         batch_size=args.batch_size,
         max_lr=args.max_lr,
+        augmentation=augmentation,
+        ema_decay=args.ema_decay,
+        teachers=args.teachers,
+        teacher_epochs=args.teacher_epochs,
         seed=args.seed,
         pretrained=args.pretrained,
     )
@@ -80,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
 
     began = time.perf_counter()
     try:
-        net, history = train(
+        trained = train(
             recipe, train_set, val_set, args.checkpoint_dir or Path("runs") / args.name, device, args.resume
         )
     except OSError as exc:
@@ -90,20 +111,16 @@ def main(argv: list[str] | None = None) -> int:
         raise
     seconds = time.perf_counter() - began
 
-    probs = predict_probabilities(net.eval(), val_set.images, batch_size=1024)
-    predicted = probs.argmax(1)
-    matrix = confusion_matrix(val_set.labels, predicted)
-    per_class = {str(d): float(matrix[d, d] / max(1, matrix[d].sum())) for d in range(10)}
-    accuracy = float((predicted == val_set.labels).mean())
     hardware = (
         torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu x{torch.get_num_threads()} threads"
     )
-    path, sha = export(
-        net,
+    publish(
+        trained.model,
+        val_set,
         args.out,
         args.name,
         {
-            "architecture": "torchvision resnet34, 1-channel 7x7/2 stem + maxpool, 10 classes",
+            "architecture": ARCHITECTURE,
             "recipe": dataclasses.asdict(recipe),
             "data": {
                 "source": data.source,
@@ -111,24 +128,11 @@ def main(argv: list[str] | None = None) -> int:
                 "train": len(train_set),
                 "validation": len(val_set),
             },
-            "validation": {
-                "accuracy": accuracy,
-                "errors": int((predicted != val_set.labels).sum()),
-                "per_class_accuracy": per_class,
-            },
-            "history": history,
+            "history": trained.history,
+            "teachers": trained.teachers,
             "training": {"seconds": round(seconds, 1), "hardware": hardware},
         },
     )
-    draw_confusion_matrix(
-        matrix,
-        args.out / f"{args.name}.confusion.png",
-        f"{args.name}: validation {accuracy:.2%} on {len(val_set)} digits",
-    )
-    drawn = draw_misclassified(val_set.images, val_set.labels, predicted, args.out / f"{args.name}.misclassified.png")
-    print(f"validation accuracy {accuracy:.4%} ({drawn} misclassified drawn)")
-    print(f"wrote {path} sha256 {sha}")
-    print(f'to ship it, pin it in digitcloud/model.py: Weights(filename="{path.name}", sha256="{sha}")')
     return 0
 
 

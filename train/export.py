@@ -12,7 +12,9 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from digitcloud.model import sha256_of
+from digitcloud.model import predict_probabilities, sha256_of
+from train.data import Dataset
+from train.report import confusion_matrix, draw_confusion_matrix, draw_misclassified
 
 
 def export(net: nn.Module, out_dir: Path, name: str, metadata: dict[str, Any]) -> tuple[Path, str]:
@@ -35,4 +37,26 @@ def export(net: nn.Module, out_dir: Path, name: str, metadata: dict[str, Any]) -
         **metadata,
     }
     path.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n")
+    return path, sha
+
+
+def publish(net: nn.Module, val_set: Dataset, out_dir: Path, name: str, metadata: dict[str, Any]) -> tuple[Path, str]:
+    """Measure ``net`` on the validation digits, then write the weights, the metadata (with the
+    validation numbers added), the confusion matrix and the misclassified grid into ``out_dir``."""
+    predicted = predict_probabilities(net.eval(), val_set.images, batch_size=1024).argmax(1)
+    matrix = confusion_matrix(val_set.labels, predicted)
+    accuracy = float((predicted == val_set.labels).mean())
+    validation = {
+        "accuracy": accuracy,
+        "errors": int((predicted != val_set.labels).sum()),
+        "per_class_accuracy": {str(d): float(matrix[d, d] / max(1, matrix[d].sum())) for d in range(10)},
+    }
+    path, sha = export(net, out_dir, name, {**metadata, "validation": validation})
+    draw_confusion_matrix(
+        matrix, out_dir / f"{name}.confusion.png", f"{name}: validation {accuracy:.2%} on {len(val_set)} digits"
+    )
+    drawn = draw_misclassified(val_set.images, val_set.labels, predicted, out_dir / f"{name}.misclassified.png")
+    print(f"validation accuracy {accuracy:.4%} ({drawn} misclassified drawn)")
+    print(f"wrote {path} sha256 {sha}")
+    print(f'to ship it, pin it in digitcloud/model.py: Weights(filename="{path.name}", sha256="{sha}")')
     return path, sha

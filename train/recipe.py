@@ -1,12 +1,26 @@
-"""The training recipe: augmentation, one-cycle SGD, per-epoch checkpoints that can be resumed."""
+"""The training recipe: teachers, then a distilled student with an EMA of its weights.
+
+1. ``teachers`` copies of resnet34 *without* the max-pool (4x the compute of the shipped model,
+   more accurate on 28x28 digits) are trained on the data, each from its own seed.
+2. The shipped architecture (the fast 7x7/2 + max-pool stem) is trained on the hard labels and,
+   with weight ``distill_weight``, on the teachers' averaged softened probabilities (knowledge
+   distillation, temperature ``temperature``), both on the same augmented batch.
+3. An exponential moving average (EMA) of the student's weights is what gets exported, with its
+   BatchNorm statistics re-estimated for those averaged weights over the un-augmented training
+   digits. (Averaged running statistics do not fit averaged weights: the first GPU run exported
+   them as they were and its EMA read 96.4 % of the validation digits; re-estimated, 99.6 %.)
+
+Every stage checkpoints once per epoch and ``resume=True`` continues from the last one.
+"""
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +28,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn, update_bn
 
 from digitcloud import model as spec
+from train.augment import Augmentation, augment
 from train.data import Dataset
 
 
@@ -23,16 +39,26 @@ from train.data import Dataset
 class Recipe:
     """Everything that decides the trained weights; written into the metadata JSON."""
 
-    epochs: int = 4
-    batch_size: int = 128
-    max_lr: float = 0.05
+    epochs: int = 30
+    batch_size: int = 256
+    max_lr: float = 0.1
     weight_decay: float = 5e-4
     label_smoothing: float = 0.1
-    rotate_deg: float = 10.0
-    scale: float = 0.1
-    shift_px: float = 2.0
+    augmentation: Augmentation = field(default_factory=Augmentation)
+    ema_decay: float = 0.999  # 0 turns the moving average off
+    teachers: int = 2  # 0 trains the student on the labels alone
+    teacher_epochs: int = 12
+    distill_weight: float = 0.5
+    temperature: float = 2.0
     seed: int = 0
     pretrained: bool = False
+
+
+@dataclass
+class Trained:
+    model: nn.Module  # the exported weights: the moving average when ema_decay > 0
+    history: list[dict[str, float]]
+    teachers: list[dict[str, Any]]  # per teacher: final validation accuracy and history
 
 
 def seed_everything(seed: int) -> None:
@@ -41,29 +67,38 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def augment(x: torch.Tensor, recipe: Recipe, generator: torch.Generator) -> torch.Tensor:
-    """Random rotation, scale and shift per digit, in one batched ``grid_sample``.
-
-    ``x`` is ``[B, 1, 28, 28]`` in [0, 1]; the border fills with 0, MNIST's background.
-    """
-    b = x.shape[0]
-
-    def uniform(lo: float, hi: float) -> torch.Tensor:
-        return torch.rand(b, generator=generator, device=x.device) * (hi - lo) + lo
-
-    angle = uniform(-recipe.rotate_deg, recipe.rotate_deg) * math.pi / 180
-    scale = uniform(1 - recipe.scale, 1 + recipe.scale)
-    # affine_grid works in [-1, 1] coordinates: one pixel is 2/28 of the width.
-    shift = recipe.shift_px * 2 / x.shape[-1]
-    tx, ty = uniform(-shift, shift), uniform(-shift, shift)
-    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
-    theta = torch.stack([torch.stack([cos, -sin, tx], 1), torch.stack([sin, cos, ty], 1)], 1)
-    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+def build_teacher() -> nn.Module:
+    """The shipped architecture without its max-pool: 14x14 features after the stem instead of 7x7."""
+    net = spec.build_model()
+    net.maxpool = nn.Identity()
+    return net
 
 
 def _normalise(x: torch.Tensor) -> torch.Tensor:
     return (x - spec.MEAN) / spec.STD
+
+
+def accuracy(net: nn.Module, val_set: Dataset) -> float:
+    if len(val_set) == 0:
+        return float("nan")
+    probs = spec.predict_probabilities(net.eval(), val_set.images, batch_size=1024)
+    return float((probs.argmax(1) == val_set.labels).mean())
+
+
+def recalibrate_batchnorm(net: nn.Module, images: np.ndarray, batch_size: int = 256) -> nn.Module:
+    """Re-estimate every BatchNorm's running statistics for ``net``'s weights as they are, over
+    uint8 digits ``[N, 28, 28]`` (torch's ``update_bn``, as used for weight averaging); eval mode."""
+    device = next(net.parameters()).device
+    batches = (
+        spec.to_model_input(images[start : start + batch_size], device).contiguous(memory_format=torch.channels_last)
+        for start in range(0, len(images), batch_size)
+    )
+    update_bn(batches, net)
+    return net.eval()
+
+
+# Digits used to re-estimate the EMA's BatchNorm statistics for the per-epoch validation number.
+EPOCH_RECALIBRATION_DIGITS = 4096
 
 
 def train(
@@ -74,81 +109,149 @@ def train(
     device: torch.device,
     resume: bool = False,
     log: Any = print,
-) -> tuple[nn.Module, list[dict[str, float]]]:
-    """Train and return the model with per-epoch history; a checkpoint is saved every epoch."""
+) -> Trained:
+    """Train the teachers, then the student; return the student to export."""
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    # Built first: --pretrained downloads here, and an offline user should learn that before any teacher trains.
     seed_everything(recipe.seed)
-    net = spec.build_model(pretrained=recipe.pretrained).to(device).to(memory_format=torch.channels_last)
-    optimizer = torch.optim.SGD(
-        net.parameters(), lr=recipe.max_lr, momentum=0.9, nesterov=True, weight_decay=recipe.weight_decay
-    )
-    steps_per_epoch = math.ceil(len(train_set) / recipe.batch_size)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=recipe.max_lr, epochs=recipe.epochs, steps_per_epoch=steps_per_epoch
-    )
-    generator = torch.Generator(device=device).manual_seed(recipe.seed)
-    history: list[dict[str, float]] = []
-    start_epoch = 0
+    net = spec.build_model(pretrained=recipe.pretrained)
+    teachers, summaries = [], []
+    for i in range(recipe.teachers):
+        run = _Run(recipe, recipe.teacher_epochs, recipe.seed + 1 + i, checkpoint_dir / f"teacher-{i}", device)
+        seed_everything(recipe.seed + 1 + i)
+        teacher, history = run.fit(build_teacher(), train_set, val_set, (), resume, log, f"teacher {i + 1}: ")
+        teachers.append(teacher.eval().requires_grad_(False))
+        summaries.append({"val_accuracy": history[-1]["val_accuracy"] if history else None, "history": history})
+    run = _Run(recipe, recipe.epochs, recipe.seed, checkpoint_dir, device)
+    student, history = run.fit(net, train_set, val_set, teachers, resume, log, "")
+    return Trained(student, history, summaries)
 
-    checkpoint_dir.mkdir(parents=True, exist_ok=True)
-    last = checkpoint_dir / "last.pt"
-    if resume and last.exists():
-        # Our own file, but still loaded with weights_only: a checkpoint is never trusted to run code.
-        state = torch.load(last, map_location=device, weights_only=True)
-        if state["recipe"] != dataclasses.asdict(recipe):
-            raise ValueError(f"{last} was written by a different recipe: {state['recipe']}")
-        net.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        generator.set_state(state["generator"].cpu() if device.type == "cpu" else state["generator"])
-        torch.set_rng_state(state["torch_rng"])
-        history = state["history"]
-        start_epoch = state["epoch"]
-        log(f"resumed from {last} after epoch {start_epoch}")
 
-    images = torch.from_numpy(train_set.images)
-    labels = torch.from_numpy(train_set.labels)
-    for epoch in range(start_epoch, recipe.epochs):
-        net.train()
-        began = time.perf_counter()
-        order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(recipe.seed + epoch))
-        total_loss = 0.0
-        for step in range(steps_per_epoch):
-            idx = order[step * recipe.batch_size : (step + 1) * recipe.batch_size]
-            x = images[idx].to(device, non_blocking=True).unsqueeze(1).float().div_(255)
-            y = labels[idx].to(device, non_blocking=True)
-            x = _normalise(augment(x, recipe, generator)).contiguous(memory_format=torch.channels_last)
-            with spec.autocast(device):
-                loss = F.cross_entropy(net(x), y, label_smoothing=recipe.label_smoothing)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            total_loss += loss.item()
-            if step % 50 == 0:
-                log(f"epoch {epoch + 1} step {step}/{steps_per_epoch} loss {loss.item():.4f}")
-        probs = spec.predict_probabilities(net.eval(), val_set.images, batch_size=1024)
-        accuracy = float((probs.argmax(1) == val_set.labels).mean())
-        history.append(
-            {
-                "epoch": epoch + 1,
-                "train_loss": total_loss / steps_per_epoch,
-                "val_accuracy": accuracy,
-                "seconds": time.perf_counter() - began,
-            }
+@dataclass
+class _Run:
+    """One network's training: one-cycle SGD, optional distillation and EMA, per-epoch checkpoints."""
+
+    recipe: Recipe
+    epochs: int
+    seed: int
+    checkpoint_dir: Path
+    device: torch.device
+
+    def fit(
+        self,
+        net: nn.Module,
+        train_set: Dataset,
+        val_set: Dataset,
+        teachers: Any,
+        resume: bool,
+        log: Any,
+        prefix: str,
+    ) -> tuple[nn.Module, list[dict[str, float]]]:
+        recipe, device = self.recipe, self.device
+        seed_everything(self.seed)  # the student was initialised under recipe.seed, each teacher is here
+        net = net.to(device).to(memory_format=torch.channels_last)
+        optimizer = torch.optim.SGD(
+            net.parameters(), lr=recipe.max_lr, momentum=0.9, nesterov=True, weight_decay=recipe.weight_decay
         )
-        torch.save(
-            {
-                "epoch": epoch + 1,
-                "recipe": dataclasses.asdict(recipe),
-                "model": net.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "generator": generator.get_state(),
-                "torch_rng": torch.get_rng_state(),
-                "history": history,
-            },
-            last.with_suffix(".tmp"),
+        steps_per_epoch = math.ceil(len(train_set) / recipe.batch_size)
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=recipe.max_lr, epochs=self.epochs, steps_per_epoch=steps_per_epoch
         )
-        last.with_suffix(".tmp").replace(last)
-        log(f"epoch {epoch + 1}/{recipe.epochs}: val accuracy {accuracy:.4%} ({history[-1]['seconds']:.0f} s)")
-    return net, history
+        ema = (
+            AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(recipe.ema_decay), use_buffers=True)
+            if recipe.ema_decay > 0
+            else None
+        )
+        generator = torch.Generator(device=device).manual_seed(self.seed)
+        history: list[dict[str, float]] = []
+        start_epoch = 0
+
+        self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        last = self.checkpoint_dir / "last.pt"
+        if resume and last.exists():
+            # Our own file, but still loaded with weights_only: a checkpoint is never trusted to run code.
+            state = torch.load(last, map_location=device, weights_only=True)
+            if state["recipe"] != dataclasses.asdict(recipe):
+                raise ValueError(f"{last} was written by a different recipe: {state['recipe']}")
+            net.load_state_dict(state["model"])
+            if ema is not None:
+                ema.load_state_dict(state["ema"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            generator.set_state(state["generator"].cpu() if device.type == "cpu" else state["generator"])
+            torch.set_rng_state(state["torch_rng"])
+            history = state["history"]
+            start_epoch = state["epoch"]
+            log(f"{prefix}resumed from {last} after epoch {start_epoch}")
+
+        # The whole uint8 dataset lives on the device (47 MB for MNIST): no loader, no copies per step.
+        images = torch.from_numpy(train_set.images).to(device)
+        labels = torch.from_numpy(train_set.labels).to(device)
+        exported = ema.module if ema is not None else net
+        for epoch in range(start_epoch, self.epochs):
+            net.train()
+            began = time.perf_counter()
+            order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(self.seed + epoch))
+            total_loss = torch.zeros((), device=device)
+            for step in range(steps_per_epoch):
+                idx = order[step * recipe.batch_size : (step + 1) * recipe.batch_size].to(device)
+                x = images[idx].unsqueeze(1).float().div_(255)
+                x = _normalise(augment(x, recipe.augmentation, generator)).contiguous(memory_format=torch.channels_last)
+                loss = self._loss(net, x, labels[idx], teachers)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                scheduler.step()
+                if ema is not None:
+                    ema.update_parameters(net)
+                total_loss += loss.detach()
+                if step % 50 == 0:  # .item() waits for the GPU: only now and then
+                    log(f"{prefix}epoch {epoch + 1} step {step}/{steps_per_epoch} loss {loss.item():.4f}")
+            record = {"epoch": epoch + 1, "train_loss": float(total_loss) / steps_per_epoch}
+            if ema is not None:
+                # on a copy: the EMA keeps averaging its own statistics until the end
+                probe = copy.deepcopy(ema.module)
+                record["val_accuracy"] = accuracy(
+                    recalibrate_batchnorm(probe, train_set.images[:EPOCH_RECALIBRATION_DIGITS]), val_set
+                )
+                record["val_accuracy_raw"] = accuracy(net, val_set)
+            else:
+                record["val_accuracy"] = accuracy(net, val_set)
+            record["seconds"] = time.perf_counter() - began
+            history.append(record)
+            torch.save(
+                {
+                    "epoch": epoch + 1,
+                    "recipe": dataclasses.asdict(recipe),
+                    "model": net.state_dict(),
+                    "ema": ema.state_dict() if ema is not None else None,
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "generator": generator.get_state(),
+                    "torch_rng": torch.get_rng_state(),
+                    "history": history,
+                },
+                last.with_suffix(".tmp"),
+            )
+            last.with_suffix(".tmp").replace(last)
+            log(
+                f"{prefix}epoch {epoch + 1}/{self.epochs}: val accuracy {record['val_accuracy']:.4%} "
+                f"({record['seconds']:.0f} s)"
+            )
+        if ema is not None:
+            recalibrate_batchnorm(exported, train_set.images)
+        return exported.eval(), history
+
+    def _loss(self, net: nn.Module, x: torch.Tensor, y: torch.Tensor, teachers: Any) -> torch.Tensor:
+        recipe = self.recipe
+        with spec.autocast(self.device):
+            logits = net(x)
+            loss = F.cross_entropy(logits, y, label_smoothing=recipe.label_smoothing)
+            if not teachers:
+                return loss
+            t = recipe.temperature
+            with torch.no_grad():
+                soft = torch.stack([F.softmax(teacher(x).float() / t, dim=1) for teacher in teachers]).mean(0)
+            distill = F.kl_div(F.log_softmax(logits.float() / t, dim=1), soft, reduction="batchmean") * t * t
+            return (1 - recipe.distill_weight) * loss + recipe.distill_weight * distill
