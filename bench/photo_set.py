@@ -42,17 +42,22 @@ def render(digit: np.ndarray, seed: int) -> tuple[bytes, dict[str, Any]]:
     )
     digit_height = rng.uniform(0.3, 0.8)
     side = max(8, int(min(w, h) * digit_height))
+    # The pen is drawn at >= 280 px and then scaled to the photo: a pen change defined in a small
+    # photo's own pixels would erase a small digit's strokes altogether.
+    work = max(side, 280)
     # Upscaled MNIST is soft; a contrast curve gives it a pen's edge (random: some stay soft).
-    ink = np.asarray(Image.fromarray(digit).resize((side, side), Image.Resampling.BICUBIC), dtype=np.float32) / 255
+    ink = np.asarray(Image.fromarray(digit).resize((work, work), Image.Resampling.BICUBIC), dtype=np.float32) / 255
     sharp = rng.uniform(0.0, 0.35)
     ink = np.clip((ink - sharp) / max(1e-3, 1 - 2 * sharp), 0, 1)
     glyph = Image.fromarray((ink * 255).astype(np.uint8))
     pen = str(rng.choice(["normal", "thick", "thin"], p=[0.5, 0.25, 0.25]))
-    grow = max(3, int(side / 28 * rng.uniform(0.8, 1.6)) | 1)  # about one MNIST pixel, odd
+    grow = int(work / 28 * rng.uniform(0.8, 1.6)) | 1  # the stroke changes by 0.8-1.6 MNIST pixels, odd
     if pen == "thick":
         glyph = glyph.filter(ImageFilter.MaxFilter(grow))
     elif pen == "thin":
         glyph = glyph.filter(ImageFilter.MinFilter(grow))
+    if work != side:
+        glyph = glyph.resize((side, side), Image.Resampling.LANCZOS)
     paper = str(rng.choice(list(PAPERS)))
     photo = photograph(
         glyph,
@@ -120,7 +125,13 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     p.add_argument("--weights", nargs=2, action="append", metavar=("FILE", "SHA256"), help="default: the shipped")
     p.add_argument("--json", type=Path, help="also write the numbers here")
+    p.add_argument("--no-pen-widening", action="store_true", help="ablation: inputs leave thin pens alone")
     args = p.parse_args()
+
+    from digitcloud import inputs
+
+    if args.no_pen_widening:
+        inputs.THIN_PEN = 0.0  # the forked workers inherit it
 
     from digitcloud import model
     from train.data import read_mnist_idx

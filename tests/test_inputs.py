@@ -355,3 +355,34 @@ def test_formats_outside_the_allow_list_are_refused(seven: Image.Image, fmt: str
         data = encode(seven.convert("RGB") if fmt == "PCX" else seven, fmt)
     with pytest.raises(InputError, match="not a supported image"):
         inputs.decode(data)
+
+
+def test_stroke_width_measures_a_pen() -> None:
+    strip = np.zeros((100, 100), dtype=np.float32)
+    strip[10:90, 40:46] = 1.0  # a 6 px wide stroke
+    assert inputs.stroke_width(strip) == pytest.approx(6.0, rel=0.1)
+
+
+def test_a_thin_pen_is_widened_and_a_normal_one_left_alone() -> None:
+    yy, xx = np.mgrid[0:160, 0:160]
+    radius = np.hypot(yy - 80, xx - 80)
+    normal = ((radius > 55) & (radius < 75)).astype(np.float32)  # pen 20 px of 150: 13 %, MNIST's median
+    thin = ((radius > 70) & (radius < 74)).astype(np.float32)  # 4 px: 2.7 %, a ballpoint on a big digit
+    assert inputs.widen_thin_pen(normal) is normal
+    widened = inputs.widen_thin_pen(thin)
+    assert inputs.stroke_width(widened) / max(widened.shape) >= inputs.THIN_PEN
+    assert widened.shape[0] > thin.shape[0]  # grown at the edges, not clipped
+
+
+def test_a_ballpoint_photo_becomes_a_solid_mnist_stroke() -> None:
+    # given the same digit photographed in MNIST's pen width and in a ballpoint's
+    rng = np.random.default_rng(4)
+    digits = {}
+    for name, width in (("marker", 0.11), ("ballpoint", 0.025)):
+        ink = draw_digit(3, np.random.default_rng(9), size=448, width=width)
+        photo = photograph(ink, rng, size=(900, 700), digit_height=0.7)
+        digits[name] = inputs.decode(encode(photo, "JPEG", quality=90))
+    # then both read back as strokes of similar weight: the thin one is not a faint hairline
+    ballpoint, marker = digits["ballpoint"].astype(float), digits["marker"].astype(float)
+    assert ballpoint.max() >= 200
+    assert 0.5 < ballpoint.sum() / marker.sum() < 1.5
