@@ -2,13 +2,17 @@
 
 Cog's PUT is an idempotent create: sending the same id again while the prediction runs returns its
 current state instead of starting a second run, so every failure here may be retried safely.
-When the caller gives up (deadline, Ctrl-C, an exception) the prediction is cancelled.
+When the caller gives up (deadline, Ctrl-C, an exception) the prediction is cancelled. Bodies are
+read with the Replicate backend's limits: a size cap (8 MB plus 1 KB per digit) and the batch's
+deadline; one over either, or one that is not JSON, is a failed try. (Unlike the Replicate
+backend there is no circuit breaker here.)
 """
 
 from __future__ import annotations
 
 import contextlib
 import threading
+import time
 import uuid
 from typing import Any
 
@@ -18,7 +22,11 @@ import requests
 from digitcloud import contract
 from digitcloud.errors import CloudError, CloudUnavailableError, PredictionFailedError
 from digitcloud.retrying import Deadline, RetryPolicy, parse_retry_after
-from digitcloud.sessions import InFlight
+from digitcloud.sessions import InFlight, read_body, read_json
+
+BODY_LIMIT = 8 * 2**20  # bytes of an answer, plus BODY_PER_DIGIT per digit of the batch (as for Replicate)
+BODY_PER_DIGIT = 1024
+HEALTH_LIMIT = 64 * 1024
 
 CONNECT_TIMEOUT = 5.0
 READY = ("READY", "BUSY")
@@ -50,8 +58,11 @@ class CogServerBackend:
     def check_health(self) -> None:
         """Raise ``CloudUnavailableError`` unless the server says READY or BUSY."""
         try:
-            resp = self.session.get(f"{self.url}/health-check", timeout=(CONNECT_TIMEOUT, 10.0))
-            status = resp.json().get("status") if resp.ok else f"HTTP {resp.status_code}"
+            resp = self.session.get(f"{self.url}/health-check", timeout=(CONNECT_TIMEOUT, 10.0), stream=True)
+            with contextlib.closing(resp):
+                read_body(resp, HEALTH_LIMIT, time.monotonic() + 10.0)
+            health = read_json(resp) if resp.ok else None
+            status = health.get("status") if isinstance(health, dict) else f"HTTP {resp.status_code}"
         except (requests.RequestException, ValueError) as exc:
             raise CloudUnavailableError(f"Cog server {self.url} unreachable: {type(exc).__name__}") from exc
         if status not in READY:
@@ -74,7 +85,7 @@ class CogServerBackend:
         try:
             if stop.is_set():
                 raise CloudUnavailableError("abandoned before it was sent: the caller gave up")
-            result = self._put_until_done(prediction_id, body, deadline)
+            result = self._put_until_done(prediction_id, body, deadline, BODY_LIMIT + BODY_PER_DIGIT * len(digits))
             finished = True
         finally:
             ours = self._in_flight.pop(prediction_id) is not None  # not already cancelled by cancel_all
@@ -88,13 +99,16 @@ class CogServerBackend:
         for prediction_id in active:
             self._cancel(prediction_id)
 
-    def _put_until_done(self, prediction_id: str, body: dict[str, Any], deadline: Deadline) -> Any:
+    def _put_until_done(self, prediction_id: str, body: dict[str, Any], deadline: Deadline, max_bytes: int) -> Any:
         url = f"{self.url}/predictions/{prediction_id}"
         reason = "no attempt made"
         for attempt in range(1, self.policy.attempts + 1):
             retry_after = None
             try:
-                resp = self.session.put(url, json=body, timeout=(CONNECT_TIMEOUT, max(1.0, deadline.remaining())))
+                budget = max(1.0, deadline.remaining())
+                resp = self.session.put(url, json=body, timeout=(CONNECT_TIMEOUT, budget), stream=True)
+                with contextlib.closing(resp):
+                    read_body(resp, max_bytes, time.monotonic() + budget)
             except requests.RequestException as exc:
                 reason = f"{type(exc).__name__} talking to {self.url}"
             else:
@@ -118,9 +132,11 @@ class CogServerBackend:
     @staticmethod
     def _terminal(resp: requests.Response) -> Any:
         try:
-            payload = resp.json()
+            payload = read_json(resp)
         except ValueError:
-            raise CloudUnavailableError(f"Cog server sent an unreadable body: {resp.text[:200]!r}") from None
+            payload = None
+        if not isinstance(payload, dict):
+            raise CloudUnavailableError(f"Cog server sent an unreadable body: {resp.text[:200]!r}")
         status = payload.get("status")
         if status == "succeeded":
             return payload.get("output")

@@ -9,8 +9,15 @@ and adopts the one it finds, or creates again if there is none. Every create car
 gives up. The token lives in a ``Secret`` and appears only in the Authorization header.
 
 Every response body is read with a size cap and inside the batch's deadline (a server that trickles
-bytes or streams junk cannot hold the client past it or fill its memory). A ``CircuitBreaker``
-stops all requests while Replicate keeps failing; a free ``GET /v1/account`` probes for recovery.
+bytes or streams junk cannot hold the client past it or fill its memory), and any body that does not
+decode is an unreadable body, never an exception of its own. A ``CircuitBreaker`` stops all requests
+while Replicate keeps failing; a free ``GET /v1/account`` probes for recovery.
+
+Reconciling stays cheap however many predictions the account holds (a page of the list echoes up
+to 100 of them, inputs and outputs included): the listing starts a few seconds before the create on
+the server's own clock, learnt from ``Date`` headers; pages are parsed keeping only ids, URLs and
+request_ids; paging stops at the match, and pages and bytes are capped. A listing cut short by a cap
+raises instead of creating again: the prediction may be on a page not read.
 """
 
 from __future__ import annotations
@@ -39,8 +46,17 @@ from digitcloud.errors import (
     PredictionFailedError,
 )
 from digitcloud.inputs import write_digits_file
-from digitcloud.retrying import CircuitBreaker, Deadline, RetryPolicy, parse_retry_after
-from digitcloud.sessions import InFlight
+from digitcloud.retrying import CircuitBreaker, Deadline, RetryPolicy, parse_http_date, parse_retry_after
+from digitcloud.sessions import (
+    InFlight,
+    ResponseTooLargeError,
+    ResponseTooSlowError,
+    read_body,
+    read_json,
+)
+from digitcloud.sessions import reason as _reason
+
+__all__ = ["ReplicateBackend", "ResponseTooLargeError", "ResponseTooSlowError"]
 
 logger = logging.getLogger("digitcloud")
 
@@ -48,23 +64,16 @@ DATA_URI_LIMIT = 256 * 1024  # Replicate: data URLs for files up to 256 KB, uplo
 CONNECT_TIMEOUT = 5.0
 MAX_WAIT = 60  # Prefer: wait=N accepts 1..60
 TERMINAL = ("succeeded", "failed", "canceled", "aborted")
-CLOCK_SKEW = 30.0  # seconds subtracted from created_after when reconciling
-LIST_PAGES = 5
+CLOCK_SKEW = 30.0  # created_after is this long before the create while the server's clock is unknown
+LIST_WINDOW = 2.0  # ... and this long before it on the server's clock, once a Date header showed that clock
+LIST_PAGES = 5  # pages of the prediction list read to reconcile one create, at most
 READ_MARGIN = 5.0  # a create's read timeout is its Prefer: wait plus this
 READ_TIMEOUT = 30.0  # longest silence accepted from any other request
 PRE_SEND_ATTEMPTS = 3  # tries of a create that cannot reach the host (refused, DNS, connect timeout)
 BODY_LIMIT = 8 * 2**20  # bytes of a prediction body, plus BODY_PER_DIGIT per digit of the batch
 BODY_PER_DIGIT = 1024  # a wire-contract entry is ~170 bytes
-LIST_BODY_LIMIT = 64 * 2**20  # a page of 100 predictions echoes their inputs (data URIs up to 256 KB)
-BODY_CHUNK = 64 * 1024
-
-
-class ResponseTooLargeError(requests.ConnectionError):
-    """The body passed its size limit: read no further, treat it as unreadable."""
-
-
-class ResponseTooSlowError(requests.ReadTimeout):
-    """The body was still arriving at the deadline (a trickle never trips the read timeout)."""
+LIST_BODY_LIMIT = 64 * 2**20  # bytes of all list pages read for one create (100 predictions a page, with inputs)
+_LIST_KEYS = frozenset({"results", "next", "id", "urls", "get", "cancel", "input", "request_id"})
 
 
 def _sent(exc: requests.RequestException) -> bool:
@@ -107,6 +116,7 @@ class ReplicateBackend:
         self.breaker = breaker or CircuitBreaker()
         self._in_flight = InFlight()
         self._hold_until = 0.0  # monotonic time before which no create is sent (Retry-After on 429/503)
+        self._server_ahead: float | None = None  # a lower bound on (server clock - wall_clock), from Date
 
     def __repr__(self) -> str:
         return f"ReplicateBackend(target={str(self.target)!r}, base_url={self.base_url!r})"
@@ -148,8 +158,9 @@ class ReplicateBackend:
                 stream=True,
                 **kwargs,
             )
+            self._observe_clock(resp)
             try:
-                _read_body(resp, BODY_LIMIT if max_bytes is None else max_bytes, time.monotonic() + budget)
+                read_body(resp, BODY_LIMIT if max_bytes is None else max_bytes, time.monotonic() + budget)
             finally:
                 resp.close()
         except requests.RequestException as exc:
@@ -161,6 +172,14 @@ class ReplicateBackend:
         if gate:
             self.breaker.record(resp.status_code < 500 and resp.status_code != 429)
         return resp
+
+    def _observe_clock(self, resp: requests.Response) -> None:
+        """Learn how far the server's clock is ahead of ours: its ``Date`` (whole seconds, rounded
+        down) was stamped before we received it, so ``Date - now`` never overstates it. The latest
+        answer wins, so a step of our clock is forgotten at the next response."""
+        server = parse_http_date(resp.headers.get("Date"))
+        if server is not None:
+            self._server_ahead = server - self.wall_clock()
 
     def _gate(self) -> None:
         """Raise ``CloudUnavailableError`` while the breaker is open; run the probe when it is due."""
@@ -252,7 +271,7 @@ class ReplicateBackend:
             self._cancel(url)
 
     def _cancel_url(self, prediction: dict[str, Any]) -> str:
-        url = (prediction.get("urls") or {}).get("cancel")
+        url = _urls(prediction).get("cancel")
         if isinstance(url, str) and self._same_host(url):
             return url
         return f"{self.base_url}/v1/predictions/{prediction['id']}/cancel"
@@ -270,7 +289,7 @@ class ReplicateBackend:
                 )
                 if resp.status_code < 500:
                     try:
-                        reply = resp.json()
+                        reply = read_json(resp)
                     except ValueError:
                         return None
                     return reply if isinstance(reply, dict) else None
@@ -306,7 +325,7 @@ class ReplicateBackend:
                     data={"filename": "digits.npz", "type": "application/octet-stream"},
                 )
                 if resp.status_code in (200, 201):
-                    url = (resp.json().get("urls") or {}).get("get")
+                    url = _urls(read_json(resp)).get("get")
                     if isinstance(url, str) and url:
                         return url
                     reason = "the files API answered without urls.get"
@@ -343,7 +362,7 @@ class ReplicateBackend:
     def _create(self, payload: dict[str, Any], request_id: str, deadline: Deadline, count: int) -> dict[str, Any]:
         url = self.base_url + self.target.create_path()
         body = self.target.body(payload)
-        created_after = self.wall_clock() - CLOCK_SKEW
+        sent_at = self.wall_clock()  # before the first try: any try may have made the prediction
         reason = "no attempt made"
         unreachable = 0
         for attempt in range(1, self.policy.attempts + 1):
@@ -372,7 +391,7 @@ class ReplicateBackend:
             else:
                 if resp.status_code in (200, 201, 202):
                     try:
-                        prediction = resp.json()
+                        prediction = read_json(resp)
                         if isinstance(prediction, dict) and prediction.get("id"):
                             return prediction
                     except ValueError:
@@ -387,43 +406,84 @@ class ReplicateBackend:
                 else:
                     self._raise_for_status(resp, f"creating a prediction of {self.target}")
             if ambiguous:
+                if deadline.expired():
+                    break  # no time to look for it; its Cancel-After ends it if it exists
                 # The prediction may exist: find it by our request_id before creating another.
-                found = self._find(request_id, created_after, deadline)
+                found = self._find(request_id, sent_at, deadline)
                 if found is not None:
                     return found
             if unreachable >= PRE_SEND_ATTEMPTS or not self._pause(attempt, retry_after, deadline):
                 break
         raise CloudUnavailableError(f"could not create a prediction of {self.target} ({reason})")
 
-    def _find(self, request_id: str, created_after: float, deadline: Deadline) -> dict[str, Any] | None:
-        """The prediction whose input carries ``request_id``, from the recent-predictions list."""
-        since = dt.datetime.fromtimestamp(created_after, dt.timezone.utc).isoformat().replace("+00:00", "Z")
-        url: str | None = f"{self.base_url}/v1/predictions"
-        params: dict[str, str] | None = {"created_after": since}
+    def _find(self, request_id: str, sent_at: float, deadline: Deadline) -> dict[str, Any] | None:
+        """The prediction whose input carries ``request_id``, from the prediction list; ``None`` only
+        when the whole list since the create was read and it is not there.
+
+        The answer carries only the prediction's ``id`` and ``urls`` (a page is parsed without its
+        inputs and outputs) and no status: polling it gives its state and output. Paging stops at
+        the match. When ``LIST_PAGES`` pages or ``LIST_BODY_LIMIT`` bytes are read with more to come,
+        or ``next`` points off the API host, this raises ``CloudUnavailableError``: the prediction
+        may be on a page not read, and creating another could run the batch twice."""
+        url, params = f"{self.base_url}/v1/predictions", {"created_after": _iso(self._list_since(sent_at))}
+        budget = LIST_BODY_LIMIT
         for _ in range(LIST_PAGES):
-            if url is None or deadline.expired():
-                break
-            page = self._get_json(url, deadline, params=params, max_bytes=LIST_BODY_LIMIT)
-            for prediction in page.get("results") or []:
-                if isinstance(prediction, dict) and (prediction.get("input") or {}).get("request_id") == request_id:
-                    return prediction
+            page, size = self._fetch_json(url, deadline, params=params, max_bytes=budget, hook=_slim_list_object)
+            budget -= size
+            results = page.get("results")
+            for prediction in results if isinstance(results, list) else []:
+                if _request_id(prediction) != request_id:
+                    continue
+                pid = prediction.get("id")
+                if not isinstance(pid, str) or not pid:
+                    raise CloudUnavailableError("the prediction list shows this batch's prediction without an id")
+                return {"id": pid, "urls": _urls(prediction), "status": None}
             following = page.get("next")
-            url, params = (following, None) if self._same_host(following) else (None, None)
-        return None
+            if not following:
+                return None  # the whole window was read
+            if not isinstance(following, str) or not self._same_host(following) or budget <= 0 or deadline.expired():
+                break
+            url, params = following, {}
+        raise CloudUnavailableError(
+            "could not read the whole prediction list to tell whether an unanswered create made a prediction; "
+            "not creating another"
+        )
+
+    def _list_since(self, sent_at: float) -> float:
+        """Where the listing starts: ``LIST_WINDOW`` s before the create on the server's clock. With
+        that clock still unknown (no answer yet), a free ``GET /v1/account`` shows it; failing that,
+        ``CLOCK_SKEW`` s before the create on ours."""
+        if self._server_ahead is None:
+            self._probe()  # its Date header is observed like any other
+        ahead = self._server_ahead
+        return sent_at - CLOCK_SKEW if ahead is None else sent_at + ahead - LIST_WINDOW
 
     def _get_json(
         self, url: str, deadline: Deadline, params: dict[str, str] | None = None, max_bytes: int | None = None
     ) -> dict[str, Any]:
         """A GET retried with backoff (GETs are safe to repeat) until it answers or time runs out."""
+        return self._fetch_json(url, deadline, params=params, max_bytes=max_bytes)[0]
+
+    def _fetch_json(
+        self,
+        url: str,
+        deadline: Deadline,
+        params: dict[str, str] | None = None,
+        max_bytes: int | None = None,
+        hook: Callable[[list[tuple[str, Any]]], Any] | None = None,
+    ) -> tuple[dict[str, Any], int]:
+        """``_get_json``, also returning the bytes read in all tries; ``hook``: json's object_pairs_hook."""
         reason = "no attempt made"
+        size = 0
         for attempt in range(1, self.policy.attempts + 1):
             retry_after = None
             try:
                 resp = self._request("GET", url, deadline, params=params, max_bytes=max_bytes)
+                size += len(resp.content)
                 if resp.status_code == 200:
-                    payload = resp.json()
+                    payload = read_json(resp, hook)
                     if isinstance(payload, dict):
-                        return payload
+                        return payload, size
                     reason = "a body that is not a JSON object"
                 elif resp.status_code == 429 or resp.status_code >= 500:
                     reason = f"HTTP {resp.status_code}"
@@ -453,7 +513,7 @@ class ReplicateBackend:
                     f"({self.timeout:.0f} s)"
                 )
             self.policy.sleep(delay)
-            get_url = (prediction.get("urls") or {}).get("get")
+            get_url = _urls(prediction).get("get")
             url = get_url if isinstance(get_url, str) and self._same_host(get_url) else None
             url = url or f"{self.base_url}/v1/predictions/{prediction['id']}"
             prediction = self._get_json(url, deadline, max_bytes=BODY_LIMIT + BODY_PER_DIGIT * count)
@@ -473,50 +533,35 @@ def _succeeded(prediction: dict[str, Any] | None) -> bool:
     return prediction is not None and prediction.get("status") == "succeeded"
 
 
-def _reason(exc: BaseException) -> str:
-    """A short cause for a message: the exception's type and its innermost reason (never headers)."""
-    inner: BaseException | None = exc
-    while inner is not None and inner.args and isinstance(inner.args[0], BaseException):
-        inner = inner.args[0]
-    inner = getattr(inner, "reason", inner) or inner
-    text = str(inner)
-    return f"{type(exc).__name__}: {text[:200]}" if text else type(exc).__name__
+def _urls(prediction: Any) -> dict[str, Any]:
+    """A prediction's ``urls`` object, or ``{}`` when the answer has none (or something else there)."""
+    urls = prediction.get("urls") if isinstance(prediction, dict) else None
+    return urls if isinstance(urls, dict) else {}
 
 
-def _read_body(resp: requests.Response, max_bytes: int, until: float) -> None:
-    """Read ``resp``'s body into it, refusing one over ``max_bytes`` or still arriving at ``until``.
+def _request_id(prediction: Any) -> Any:
+    given = prediction.get("input") if isinstance(prediction, dict) else None
+    return given.get("request_id") if isinstance(given, dict) else None
 
-    requests' read timeout is a limit on the silence between bytes, not on the whole answer, and
-    it reads without a size cap; so the body is read here, chunk by chunk, with both limits."""
-    declared = resp.headers.get("Content-Length", "")
-    if declared.isdigit() and int(declared) > max_bytes:
-        raise ResponseTooLargeError(f"a {int(declared):,}-byte response is over the {max_bytes:,}-byte limit")
-    raw = resp.raw
-    read1 = getattr(raw, "read1", None)  # urllib3 >= 2.3: returns what has arrived, without waiting for more
-    body = bytearray()
-    try:
-        while True:
-            chunk = read1(BODY_CHUNK, decode_content=True) if read1 else raw.read(BODY_CHUNK, decode_content=True)
-            if not chunk:
-                break
-            body += chunk
-            if len(body) > max_bytes:
-                raise ResponseTooLargeError(f"the response passed the {max_bytes:,}-byte limit; not read further")
-            if time.monotonic() > until:
-                raise ResponseTooSlowError("the response was still arriving at the deadline")
-    except requests.RequestException:
-        raise
-    except urllib3.exceptions.ReadTimeoutError as exc:
-        raise requests.ReadTimeout(f"reading the response timed out: {exc}") from None
-    except (urllib3.exceptions.HTTPError, OSError) as exc:
-        raise requests.ConnectionError(f"reading the response failed: {_reason(exc)}") from None
-    resp._content = bytes(body)
-    resp._content_consumed = True
+
+def _slim_list_object(pairs: list[tuple[str, Any]]) -> dict[str, Any] | None:
+    """json's object_pairs_hook for a page of the prediction list: each object keeps only the keys
+    reconciling reads (``results``, ``next``, ``id``, ``urls``, ``input.request_id``), and one with
+    none of them becomes ``None``. Inputs and outputs (megabytes a page) are dropped as they are
+    parsed, not held until the whole page is."""
+    kept = {key: value for key, value in pairs if key in _LIST_KEYS}
+    return kept or None
+
+
+def _iso(timestamp: float) -> str:
+    """``2026-11-27T18:00:00.000000Z``: microseconds always written, so that it also sorts as text."""
+    when = dt.datetime.fromtimestamp(timestamp, dt.timezone.utc)
+    return when.isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def _detail(resp: requests.Response) -> str:
     try:
-        payload = resp.json()
+        payload = read_json(resp)
         detail = payload.get("detail") if isinstance(payload, dict) else None
     except ValueError:
         detail = None

@@ -8,6 +8,7 @@ deterministically.
 
 from __future__ import annotations
 
+import datetime
 import email.utils
 import random
 import threading
@@ -46,17 +47,30 @@ class RetryPolicy:
 
 
 def parse_retry_after(value: str | None, now: Callable[[], float] = time.time) -> float | None:
-    """``Retry-After`` as seconds: delta-seconds or an HTTP date; ``None`` when absent or unreadable."""
+    """``Retry-After`` as seconds: delta-seconds or an HTTP date; ``None`` when absent or unreadable.
+
+    Delta-seconds are ASCII digits only: ``str.isdigit`` is true for ``"²"`` (which ``float``
+    refuses) and ``"٣"`` (which it reads), and neither is HTTP."""
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdecimal():
         return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    when = parse_http_date(value)
+    return None if when is None else max(0.0, when - now())
+
+
+def parse_http_date(value: str | None) -> float | None:
+    """An HTTP date (``Date``, ``Retry-After``) as a POSIX timestamp; ``None`` when unreadable."""
+    if not value:
         return None
-    return max(0.0, when.timestamp() - now())
+    try:
+        when = email.utils.parsedate_to_datetime(value.strip())
+        if when.tzinfo is None:  # "-0000": UTC with no zone claimed, never the local time
+            when = when.replace(tzinfo=datetime.timezone.utc)
+        return when.timestamp()
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
 
 
 class Deadline:

@@ -1,10 +1,25 @@
-"""What the cloud backends share: a pooled HTTP session, and the record of predictions in flight."""
+"""What the cloud backends share: a pooled HTTP session, the record of predictions in flight, and
+reading a response body (size cap, wall-clock limit, JSON that cannot crash the caller)."""
 
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Callable
+from typing import Any
 
 import requests
+import urllib3.exceptions
+
+BODY_CHUNK = 64 * 1024
+
+
+class ResponseTooLargeError(requests.ConnectionError):
+    """The body passed its size limit: read no further, treat it as unreadable."""
+
+
+class ResponseTooSlowError(requests.ReadTimeout):
+    """The body was still arriving at the deadline (a trickle never trips the read timeout)."""
 
 
 def pooled_session(connections: int) -> requests.Session:
@@ -14,6 +29,67 @@ def pooled_session(connections: int) -> requests.Session:
     session.mount("https://", adapter)
     session.mount("http://", adapter)
     return session
+
+
+def declared_length(resp: requests.Response) -> int | None:
+    """``Content-Length`` as an int, or ``None`` unless it is plain ASCII digits (``"²"`` and ``"٣"``
+    pass ``str.isdigit``, and ``int`` refuses the first and reads the second)."""
+    value = resp.headers.get("Content-Length", "").strip()
+    return int(value) if value.isascii() and value.isdecimal() else None
+
+
+def read_body(resp: requests.Response, max_bytes: int, until: float) -> None:
+    """Read ``resp``'s body (sent with ``stream=True``) into it, refusing one over ``max_bytes`` or
+    still arriving at ``until`` (``time.monotonic()``); raises ``requests`` exceptions only.
+
+    requests' read timeout is a limit on the silence between bytes, not on the whole answer, and
+    it reads without a size cap; so the body is read here, chunk by chunk, with both limits."""
+    declared = declared_length(resp)
+    if declared is not None and declared > max_bytes:
+        raise ResponseTooLargeError(f"a {declared:,}-byte response is over the {max_bytes:,}-byte limit")
+    raw = resp.raw
+    read1 = getattr(raw, "read1", None)  # urllib3 >= 2.3: returns what has arrived, without waiting for more
+    body = bytearray()
+    try:
+        while True:
+            chunk = read1(BODY_CHUNK, decode_content=True) if read1 else raw.read(BODY_CHUNK, decode_content=True)
+            if not chunk:
+                break
+            body += chunk
+            if len(body) > max_bytes:
+                raise ResponseTooLargeError(f"the response passed the {max_bytes:,}-byte limit; not read further")
+            if time.monotonic() > until:
+                raise ResponseTooSlowError("the response was still arriving at the deadline")
+    except requests.RequestException:
+        raise
+    except urllib3.exceptions.ReadTimeoutError as exc:
+        raise requests.ReadTimeout(f"reading the response timed out: {exc}") from None
+    except (urllib3.exceptions.HTTPError, OSError) as exc:
+        raise requests.ConnectionError(f"reading the response failed: {reason(exc)}") from None
+    # kept as the bytearray (no second copy of a page that can be tens of MB): requests decodes
+    # ``.text`` and ``.json()`` from it as it would from bytes
+    resp._content = body  # type: ignore[assignment]
+    resp._content_consumed = True
+
+
+def read_json(resp: requests.Response, object_pairs_hook: Callable[[list[tuple[str, Any]]], Any] | None = None) -> Any:
+    """The body as JSON. Every body that does not decode raises ``ValueError``: malformed, not
+    text, or nested deeper than the interpreter's recursion limit (``[[[[…`` raises
+    ``RecursionError`` in the json module, which is not a ``ValueError``)."""
+    try:
+        return resp.json(object_pairs_hook=object_pairs_hook) if object_pairs_hook else resp.json()
+    except RecursionError:
+        raise ValueError("the JSON body is nested too deeply to decode") from None
+
+
+def reason(exc: BaseException) -> str:
+    """A short cause for a message: the exception's type and its innermost reason (never headers)."""
+    inner: BaseException | None = exc
+    while inner is not None and inner.args and isinstance(inner.args[0], BaseException):
+        inner = inner.args[0]
+    inner = getattr(inner, "reason", inner) or inner
+    text = str(inner)
+    return f"{type(exc).__name__}: {text[:200]}" if text else type(exc).__name__
 
 
 class InFlight:

@@ -13,7 +13,7 @@ import pytest
 import requests
 import responses
 
-from digitcloud import Client, CloudUnavailableError, FallbackWarning, PredictionFailedError
+from digitcloud import Client, CloudUnavailableError, FallbackWarning, PredictionFailedError, cogserver
 from digitcloud.cogserver import CogServerBackend
 from digitcloud.errors import CloudError
 from digitcloud.retrying import RetryPolicy
@@ -120,6 +120,31 @@ def test_failed_prediction_and_bad_outputs(backend: CogServerBackend) -> None:
     responses.replace(responses.PUT, PUT_URL, body="<html>gateway</html>")
     with pytest.raises(CloudUnavailableError, match="unreadable body"):
         backend.predict(DIGITS)
+
+
+DEEP = "[" * 100_000 + "]" * 100_000  # valid JSON that json.loads cannot decode (RecursionError)
+
+
+@pytest.mark.parametrize("body", [DEEP, "[1, 2]", '"succeeded"'], ids=["nested_too_deep", "a_list", "a_string"])
+@responses.activate
+def test_an_answer_that_is_not_a_json_object_is_an_unreadable_body(backend: CogServerBackend, body: str) -> None:
+    responses.add(responses.POST, CANCEL_URL, json={})
+    responses.add(responses.PUT, PUT_URL, body=body)
+    with pytest.raises(CloudUnavailableError, match="unreadable body"):
+        backend.predict(DIGITS)
+    responses.add(responses.GET, f"{URL}/health-check", body=body)
+    with pytest.raises(CloudUnavailableError, match=r"not ready|unreachable"):
+        CogServerBackend(URL).check_health()
+
+
+@responses.activate
+def test_an_answer_over_the_size_limit_is_refused_and_retried(backend: CogServerBackend) -> None:
+    # a valid answer padded past 8 MB + 1 KB per digit: refused while it streams in, like Replicate's
+    padded = {**_ok(3), "logs": "x" * (cogserver.BODY_LIMIT + 3 * cogserver.BODY_PER_DIGIT)}
+    responses.add(responses.PUT, PUT_URL, json=padded)
+    responses.add(responses.PUT, PUT_URL, json=_ok(3))
+    assert len(backend.predict(DIGITS)) == 3
+    assert len([c for c in responses.calls if c.request.method == "PUT"]) == 2  # the first refused, retried
 
 
 @responses.activate

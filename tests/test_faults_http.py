@@ -1,19 +1,22 @@
 """Fault matrix, HTTP status rows not covered elsewhere: H2 (every kind of Retry-After, end to end),
 H5 (503 on create, with and without Retry-After, before and after the prediction exists), H7
-(failing cancels), H10 (404 and 400/422)."""
+(failing cancels), H10 (404 and 400/422); and what reconciling an ambiguous create reads (its
+window on the server's clock, its page and byte caps)."""
 
 from __future__ import annotations
 
+import datetime as dt
 import email.utils
 import logging
 import threading
 import time
 from collections.abc import Iterator
+from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 import pytest
 
-from digitcloud import Client, CloudError, CloudUnavailableError, FallbackWarning
+from digitcloud import Client, CloudError, CloudUnavailableError, FallbackWarning, contract, replicate
 from digitcloud.replicate import ReplicateBackend
 from tests.conftest import stroke_digits
 from tests.fakes.harness import TOKEN, check_ledger, check_results, oracle_locally, quick, start
@@ -37,11 +40,13 @@ def creates(fake: FakeReplicate) -> list[dict]:
     return [r for r in fake.requests if r["method"] == "POST" and r["path"].endswith("/predictions")]
 
 
-@pytest.mark.parametrize("retry_after", ["date", "soon", "86400", "none"])
+@pytest.mark.parametrize("retry_after", ["date", "soon", "86400", "none", "superscript"])
 def test_h2_any_retry_after_is_survived_within_the_deadline(
     fake: FakeReplicate, batch: np.ndarray, retry_after: str
 ) -> None:
-    value = email.utils.formatdate(time.time() + 2, usegmt=True) if retry_after == "date" else retry_after
+    # "²" (sent as Latin-1, as HTTP headers are read) passes str.isdigit(), but float() refuses it
+    special = {"date": email.utils.formatdate(time.time() + 2, usegmt=True), "superscript": "²"}
+    value = special.get(retry_after, retry_after)
     fake.inject("create", f"429:{value}", times=2)
     sleeps: list[float] = []
     began = time.monotonic()
@@ -194,3 +199,73 @@ def test_h9_empty_or_blank_token_sends_nothing(
     check_results(results, batch)
     assert {r.backend for r in results} == {"local"}
     assert fake.requests == []  # never "Bearer " nor "Bearer None"
+
+
+# ---------------------------------------------------------------------- reconciling an ambiguous create
+
+
+def other_predictions(fake: FakeReplicate, count: int, created: dt.datetime) -> None:
+    """``count`` finished predictions of other batches, each echoing a 500-digit input and output
+    (~180 KB in a list page, as real ones do), stamped ``created`` on the server's clock."""
+    digits = stroke_digits(500, seed=43)[0]
+    uri = contract.encode_batch(digits)
+    stamp = created.isoformat(timespec="microseconds").replace("+00:00", "Z")
+    for i in range(count):
+        headers = {"Cancel-After": "60s", "Prefer": "wait=60"}  # as every create must carry
+        p = fake._create({"input": {"digits": uri, "request_id": f"someone-else-{i}"}}, headers, None)
+        fake.done[p["id"]].wait(5)
+        p["created_at"] = stamp
+
+
+def list_windows(fake: FakeReplicate) -> list[dt.datetime]:
+    windows = []
+    for r in fake.requests:
+        parts = urlsplit(r["path"])
+        if parts.path == "/v1/predictions" and r["method"] == "GET":
+            after = parse_qs(parts.query)["created_after"][0]
+            windows.append(dt.datetime.fromisoformat(after.replace("Z", "+00:00")))
+    return windows
+
+
+@pytest.mark.parametrize("skew", [0, 120, -120], ids=["clock_right", "clock_fast", "clock_slow"])
+def test_reconciling_lists_from_just_before_the_create_on_the_servers_clock(
+    fake: FakeReplicate, batch: np.ndarray, skew: int
+) -> None:
+    # given 40 predictions of other batches made 15 s ago (7 MB of list), a client whose clock is
+    # off by `skew` seconds, and a create that is made but whose answer is lost
+    other_predictions(fake, 40, dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=15))
+    fake.inject("create", "reset_after")
+    with Client(model="o/n", batch_size=30) as client:
+        backend = quick(client)._cloud
+        assert isinstance(backend, ReplicateBackend)
+        backend.wall_clock = lambda: time.time() + skew
+        results = client.classify(batch)
+    # then it is found and adopted, created once, whatever our clock says
+    check_results(results, batch)
+    assert {r.backend for r in results} == {"replicate"}
+    (ours,) = [p for p in fake.predictions.values() if not p["input"]["request_id"].startswith("someone-else")]
+    created = dt.datetime.fromisoformat(ours["created_at"].replace("Z", "+00:00"))
+    # and the list was read from a few seconds before it, on the server's clock: the old batches
+    # (15 s back, which a 30 s margin on the client's clock would include) are not read
+    (window,) = list_windows(fake)
+    slack = dt.timedelta(seconds=replicate.LIST_WINDOW + 1.5)  # + the second a Date header rounds off
+    assert created - slack <= window <= created
+    check_ledger(fake)
+
+
+def test_a_list_cut_short_by_its_page_cap_never_leads_to_a_second_create(
+    fake: FakeReplicate, batch: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given a create whose answer is lost, and three newer predictions listed before it, one a page
+    monkeypatch.setattr(replicate, "LIST_PAGES", 2)
+    fake.page_size = 1
+    other_predictions(fake, 3, dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=30))
+    fake.inject("create", "reset_after")
+    # when the client has read its two pages without finding it
+    with pytest.warns(FallbackWarning, match="whole prediction list"), Client(model="o/n", batch_size=30) as client:
+        results = quick(client).classify(batch)
+    # then it does not create again (the prediction is on a page it did not read): local answers
+    check_results(results, batch)
+    assert {r.backend for r in results} == {"local"}
+    assert len(creates(fake)) == 1 and len(list_windows(fake)) == 2
+    check_ledger(fake)  # one prediction per request_id; ours ran to its end by itself

@@ -43,6 +43,7 @@ FAULTS = {
         "503_after",
         "reset_after",
         "malformed_after",
+        "deep_after",
         "fail",
         "abort",
         "cancel_by_server",
@@ -50,7 +51,7 @@ FAULTS = {
         "unknown_status:queued",
         "422",
     ],
-    "get": ["ok", "drop", "500"],
+    "get": ["ok", "drop", "500", "deep"],
     "list": ["ok", "500"],
     "cancel": ["ok", "500", "drop"],
 }

@@ -103,7 +103,9 @@ def test_429_storm_is_waited_out(fake: FakeReplicate, batch: np.ndarray) -> None
     check_invariants(fake, results, len(batch))
 
 
-@pytest.mark.parametrize("fault", ["500_after", "reset_after", "malformed_after", "500_before", "reset_before"])
+@pytest.mark.parametrize(
+    "fault", ["500_after", "reset_after", "malformed_after", "deep_after", "500_before", "reset_before"]
+)
 def test_ambiguous_create_is_reconciled_never_duplicated(fake: FakeReplicate, batch: np.ndarray, fault: str) -> None:
     fake.inject("create", fault)
     results = quick(Client(model="owner/digitcloud", batch_size=60)).classify(batch)
@@ -116,13 +118,14 @@ def test_dropped_and_failing_polls_are_retried(fake: FakeReplicate, batch: np.nd
     fake.run_seconds, fake.max_wait = 0.3, 0.0  # the create answers "starting": the client must poll
     fake.inject("get", "drop", times=2)
     fake.inject("get", "500", times=2)
+    fake.inject("get", "deep")  # JSON nested past the recursion limit: an unreadable body, retried
     client = Client(model="owner/digitcloud", batch_size=60)
     assert isinstance(client._cloud, ReplicateBackend)
     client._cloud.policy = RetryPolicy(attempts=6, sleep=lambda s: None)
     results = client.classify(batch)
     assert [r.digit for r in results] == expected(batch)
-    assert not fake.faults["get"]  # all four poll faults were met and survived
-    assert sum(1 for r in fake.requests if r["method"] == "GET") >= 5
+    assert not fake.faults["get"]  # all five poll faults were met and survived
+    assert sum(1 for r in fake.requests if r["method"] == "GET") >= 6
     check_invariants(fake, results, len(batch))
 
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import random
 import re
+import time
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -12,7 +15,7 @@ import responses
 import urllib3.exceptions
 
 from digitcloud.errors import AuthenticationError, CloudError
-from digitcloud.replicate import ReplicateBackend, Secret, Target, _sent
+from digitcloud.replicate import ReplicateBackend, ResponseTooLargeError, Secret, Target, _sent
 from digitcloud.retrying import Deadline, RetryPolicy, parse_retry_after
 
 BASE = "https://api.example.test"
@@ -99,3 +102,96 @@ def test_403_is_an_authentication_error_without_the_token() -> None:
         backend().predict(np.zeros((1, 28, 28), dtype=np.uint8))
     assert "REPLICATE_API_TOKEN" in str(exc.value) and TOKEN not in str(exc.value) and len(responses.calls) == 1
     assert TOKEN not in repr(backend())
+
+
+def test_retry_after_delta_seconds_are_ascii_digits_only() -> None:
+    # "²" passes str.isdigit() and float() refuses it; "٣" and "３" pass and float() reads them
+    for odd in ("²", "٣", "３", "1²", "-5", "1e3", "+7"):
+        assert parse_retry_after(odd) is None, odd
+    assert parse_retry_after(" 12 ") == 12.0
+    # a date with "-0000" (no zone claimed) is UTC, not this machine's local time
+    assert parse_retry_after("Wed, 21 Oct 2026 07:28:00 -0000", now=lambda: 1792567670.0) == pytest.approx(10.0)
+
+
+ONE_DIGIT = {
+    "id": "p1",
+    "status": "succeeded",
+    "urls": {"get": f"{BASE}/v1/predictions/p1"},
+    "output": {"predictions": [{"digit": 1, "confidence": 1.0, "probabilities": [0, 1] + [0] * 8}]},
+}
+DEEP = "[" * 100_000 + "]" * 100_000  # valid JSON that json.loads cannot decode (RecursionError)
+
+
+@responses.activate
+def test_a_content_length_that_is_not_ascii_digits_is_ignored_and_the_cap_still_holds() -> None:
+    create = f"{BASE}/v1/models/o/n/predictions"
+    responses.add(responses.POST, create, status=201, json=ONE_DIGIT, headers={"Content-Length": "²"})
+    (answer,) = backend().predict(np.zeros((1, 28, 28), dtype=np.uint8))
+    assert int(np.argmax(answer)) == 1
+    # the size cap does not rest on the header: a body over it is cut while it streams in
+    responses.add(responses.GET, f"{BASE}/v1/big", body=b"x" * 5000, headers={"Content-Length": "²"})
+    with pytest.raises(ResponseTooLargeError):
+        backend()._request("GET", f"{BASE}/v1/big", Deadline(5), max_bytes=1000)
+
+
+@responses.activate
+def test_json_nested_past_the_recursion_limit_is_an_unreadable_body() -> None:
+    create = f"{BASE}/v1/models/o/n/predictions"
+    # a 201 that cannot be decoded is ambiguous: the list is read (empty here), then it is created again
+    responses.add(responses.POST, create, status=201, body=DEEP)
+    responses.add(responses.GET, f"{BASE}/v1/predictions", json={"next": None, "previous": None, "results": []})
+    responses.add(responses.POST, create, status=201, json=ONE_DIGIT)
+    (answer,) = backend().predict(np.zeros((1, 28, 28), dtype=np.uint8))
+    assert int(np.argmax(answer)) == 1
+    assert [c.request.method for c in responses.calls if c.request.url.startswith(create)] == ["POST", "POST"]
+    # a refusal whose detail cannot be decoded is still the refusal
+    responses.replace(responses.POST, create, status=422, body=DEEP)
+    with pytest.raises(CloudError) as refused:
+        backend().predict(np.zeros((1, 28, 28), dtype=np.uint8))
+    assert refused.value.status == 422
+
+
+def _list_page(request_id: str, others: int) -> bytes:
+    """A page of the prediction list as Replicate sends it: each prediction with its input (a
+    data URI of 500 digits) and its output (500 entries), ours last."""
+    entries = [{"digit": 1, "confidence": 0.91, "probabilities": [0.01, 0.91] + [0.01] * 8}] * 500
+    uri = "data:application/octet-stream;base64," + "QUJD" * 30_000  # a 120 KB batch file
+    results = []
+    for i in range(others + 1):
+        rid = request_id if i == others else f"other-{i}"
+        results.append(
+            {
+                "id": f"p{i}",
+                "status": "succeeded",
+                "input": {"digits": uri, "request_id": rid},
+                "output": {"predictions": entries, "weights_sha256": "f" * 64, "request_id": rid},
+                "urls": {"get": f"{BASE}/v1/predictions/p{i}", "cancel": f"{BASE}/v1/predictions/p{i}/cancel"},
+                "created_at": "2026-11-27T18:00:00.000000Z",
+            }
+        )
+    return json.dumps({"next": None, "previous": None, "results": results}).encode()
+
+
+@responses.activate
+def test_reconciling_reads_a_page_without_holding_its_inputs_and_outputs() -> None:
+    # given a full page of the list (100 predictions, 18 MB) with ours last
+    page = _list_page("digitcloud-ours", 99)
+    responses.add(responses.GET, f"{BASE}/v1/predictions", body=page, content_type="application/json")
+    b = backend()
+    b._server_ahead = 0.0  # the server's clock is known (no account probe)
+    # when the client looks for its request_id
+    tracemalloc.start()
+    try:
+        found = b._find("digitcloud-ours", time.time(), Deadline(30))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    # then it finds it, and keeps only its id and URLs (its state comes from polling it) ...
+    assert found == {
+        "id": "p99",
+        "urls": {"get": f"{BASE}/v1/predictions/p99", "cancel": f"{BASE}/v1/predictions/p99/cancel"},
+        "status": None,
+    }
+    # ... and at no moment holds more than the page's text twice (bytes and str): parsing it
+    # whole held its 50,000 output entries as Python objects too (4.5x the page)
+    assert peak < 2.5 * len(page)

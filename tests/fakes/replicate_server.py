@@ -9,13 +9,15 @@ Faults (``inject(endpoint, fault)``, one per call, ``"ok"`` for none; ``fault:ar
 
 - create: ``429[:retry-after|none]``, ``500_before``, ``503_before[:retry-after]``, ``reset_before``
   (nothing created); ``500_after`` (a 502 page), ``503_after[:retry-after]``, ``reset_after``,
-  ``malformed_after``, ``hang_after`` (answers after ``hang_seconds``), ``stall_body`` (part of the
-  body, ``stall_seconds`` of silence, then a drop), ``trickle`` (one byte per ``trickle_interval``),
-  ``huge_body[:declared]`` (100 MB of junk) (all created); ``never_finish``, ``fail``, ``abort``,
+  ``malformed_after``, ``deep_after`` (JSON nested 100,000 deep), ``hang_after`` (answers after
+  ``hang_seconds``), ``stall_body`` (part of the body, ``stall_seconds`` of silence, then a drop),
+  ``trickle`` (one byte per ``trickle_interval``), ``huge_body[:declared]`` (100 MB of junk) (all created);
+  ``never_finish``, ``fail``, ``abort``,
   ``cancel_by_server``, ``short_output``, ``late_success`` (runs until cancelled, then the cancel
   answers ``succeeded``), ``unknown_status:<s>`` (reported as ``<s>`` for ``override_polls`` reads);
   ``400``, ``404``, ``422`` (refused).
-- get (a poll): ``drop``, ``500``, ``stall_body``, ``trickle``, ``huge_body[:declared]``.
+- get (a poll): ``drop``, ``500``, ``deep`` (JSON nested 100,000 deep), ``stall_body``, ``trickle``,
+  ``huge_body[:declared]``.
 - list: ``500``. files: ``500``. cancel: ``500``, ``drop``.
 - ``outage = 503`` answers every API request with that status until set back to ``None``.
 Predictions run ``model_fn(digits) -> probabilities`` in a background thread; the output is built
@@ -47,6 +49,7 @@ from tests.fakes import openapi
 
 TERMINAL = ("succeeded", "failed", "canceled", "aborted")
 TRANSPORT_FAULTS = ("stall_body", "trickle", "huge_body")
+DEEP_JSON = b"[" * 100_000 + b"]" * 100_000  # valid JSON that Python's json module cannot decode (RecursionError)
 
 
 def oracle(digits: np.ndarray) -> np.ndarray:
@@ -503,6 +506,9 @@ class FakeReplicate:
                 if fault == "malformed_after":
                     self._send(201, b'{"id": "' + prediction["id"].encode() + b'", "status": ')
                     return
+                if fault == "deep_after":
+                    self._send(201, DEEP_JSON)
+                    return
                 prefer = self.headers.get("Prefer", "")
                 if prefer.startswith("wait"):
                     seconds = float(prefer.split("=", 1)[1]) if "=" in prefer else 60.0
@@ -546,6 +552,9 @@ class FakeReplicate:
                         return
                     if fault == "500":
                         self._send(503, {"detail": "Service unavailable"})
+                        return
+                    if fault == "deep":
+                        self._send(200, DEEP_JSON)
                         return
                     pid = parts.path.rsplit("/", 1)[-1]
                     if pid not in fake.predictions:
