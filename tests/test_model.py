@@ -55,3 +55,22 @@ def test_loaded_model_is_deterministic_float32_in_eval_mode() -> None:
     x = spec.to_model_input(np.zeros((3, 28, 28), dtype=np.uint8))
     assert x.shape == (3, 1, 28, 28)
     assert torch.allclose(x, torch.full_like(x, -spec.MEAN / spec.STD))
+
+
+def test_prepared_model_gives_the_same_probabilities_with_half_the_weights() -> None:
+    # given the shipped weights, and digits: real-looking strokes plus random pixels
+    from tests.conftest import stroke_digits
+
+    digits = np.concatenate(
+        [stroke_digits(40, seed=5)[0], np.random.default_rng(0).integers(0, 256, (24, 28, 28), dtype=np.uint8)]
+    )
+    plain = spec.load_model()
+    prepared = spec.prepare(spec.load_model())
+    # then BatchNorm folding and the dropped layer4 taps change no answer
+    expected = spec.predict_probabilities(plain, digits)
+    np.testing.assert_allclose(spec.predict_probabilities(prepared, digits), expected, atol=1e-5)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in prepared.modules())
+    assert sum(p.numel() for p in prepared.parameters()) < 0.5 * sum(p.numel() for p in plain.parameters())
+    # and only 28x28 digits are accepted: at another size the dropped taps would have mattered
+    with pytest.raises(ValueError, match="28x28"), torch.inference_mode():
+        prepared(torch.zeros(1, 1, 32, 32))
