@@ -55,8 +55,8 @@ class Weights:
 
 # Pinned: a file whose sha256 differs is refused. `python -m train` prints the new line to paste here.
 WEIGHTS = Weights(
-    filename="digitcloud-resnet34-v1.safetensors",
-    sha256="c1ef63807655e36045524352abb81fc3a35555510b41280331d728950883d443",
+    filename="digitcloud-resnet34-v2.safetensors",
+    sha256="6bab65baae9e3fbd199faa47f86f9767ccfa1a574ba4d50b0f0cb4ad884dcf4c",
 )
 
 
