@@ -2,7 +2,9 @@ from __future__ import annotations
 
 import gzip
 import struct
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -20,6 +22,18 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith(("REPLICATE_", "DIGITCLOUD_")):
             monkeypatch.delenv(name)
+
+
+@pytest.fixture
+def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """A fake Replicate API on loopback with the client's environment pointing at it, and a local
+    backend that answers with the server's oracle (the fault tests' set-up; tests/fakes/harness.py)."""
+    from tests.fakes.harness import oracle_locally, start
+
+    server = start(monkeypatch)
+    oracle_locally(monkeypatch)
+    yield server
+    server.close()
 
 
 @pytest.fixture

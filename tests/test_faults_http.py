@@ -10,7 +10,6 @@ import email.utils
 import logging
 import threading
 import time
-from collections.abc import Iterator
 from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
@@ -19,16 +18,8 @@ import pytest
 from digitcloud import Client, CloudError, CloudUnavailableError, FallbackWarning, contract, replicate
 from digitcloud.replicate import ReplicateBackend
 from tests.conftest import stroke_digits
-from tests.fakes.harness import TOKEN, check_ledger, check_results, oracle_locally, quick, start
+from tests.fakes.harness import TOKEN, check_ledger, check_results, quick
 from tests.fakes.replicate_server import FakeReplicate
-
-
-@pytest.fixture
-def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeReplicate]:
-    server = start(monkeypatch)
-    oracle_locally(monkeypatch)
-    yield server
-    server.close()
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -17,16 +16,8 @@ from digitcloud import Client, CloudError, FallbackWarning, PredictionFailedErro
 from digitcloud.replicate import ReplicateBackend
 from digitcloud.retrying import CircuitBreaker
 from tests.conftest import stroke_digits
-from tests.fakes.harness import check_ledger, check_results, expected, oracle_locally, quick, start
+from tests.fakes.harness import check_ledger, check_results, expected, quick
 from tests.fakes.replicate_server import FakeReplicate
-
-
-@pytest.fixture
-def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeReplicate]:
-    server = start(monkeypatch)
-    oracle_locally(monkeypatch)
-    yield server
-    server.close()
 
 
 @pytest.fixture(scope="module")

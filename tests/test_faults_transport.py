@@ -13,7 +13,6 @@ import ssl
 import threading
 import time
 import tracemalloc
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -22,16 +21,8 @@ import urllib3.util.connection
 from digitcloud import Client, FallbackWarning, replicate
 from digitcloud.replicate import ReplicateBackend
 from tests.conftest import stroke_digits
-from tests.fakes.harness import TOKEN, check_ledger, check_results, oracle_locally, quick, start
+from tests.fakes.harness import TOKEN, check_ledger, check_results, oracle_locally, quick
 from tests.fakes.replicate_server import FakeReplicate
-
-
-@pytest.fixture
-def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeReplicate]:
-    server = start(monkeypatch)
-    oracle_locally(monkeypatch)
-    yield server
-    server.close()
 
 
 @pytest.fixture(scope="module")

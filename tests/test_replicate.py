@@ -28,16 +28,14 @@ from digitcloud import (
 from digitcloud.replicate import ReplicateBackend, Secret, Target
 from digitcloud.retrying import RetryPolicy
 from tests.conftest import stroke_digits
-from tests.fakes.replicate_server import FakeReplicate, oracle
-
-TOKEN = "r8_SENTINEL_do_not_leak_0123456789abcdef"
+from tests.fakes.harness import TOKEN, check_ledger, expected, quick, start
+from tests.fakes.replicate_server import FakeReplicate
 
 
 @pytest.fixture
 def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeReplicate]:
-    server = FakeReplicate(token=TOKEN)
-    monkeypatch.setenv("REPLICATE_API_TOKEN", TOKEN)
-    monkeypatch.setenv("REPLICATE_BASE_URL", server.url)
+    """Unlike conftest's ``fake``, the local backend here stays the real model."""
+    server = start(monkeypatch)
     yield server
     server.close()
 
@@ -47,27 +45,9 @@ def batch() -> np.ndarray:
     return stroke_digits(60, seed=21)[0]
 
 
-def quick(client: Client) -> Client:
-    """Instant backoff sleeps (the deadline still uses the real clock)."""
-    assert isinstance(client._cloud, ReplicateBackend)
-    client._cloud.policy = RetryPolicy(sleep=lambda s: None, rng=random.Random(0))
-    return client
-
-
-def expected(batch: np.ndarray) -> list[int]:
-    return [int(d) for d in oracle(batch).argmax(1)]
-
-
 def check_invariants(fake: FakeReplicate, results: list, n: int) -> None:
     assert len(results) == n and [r.index for r in results] == list(range(n))
-    assert all(count == 1 for count in fake.predictions_per_request_id().values()), "a batch ran twice"
-    assert fake.unfinished() == [], "predictions left running"
-    assert fake.schema_errors == [], "a body broke Replicate's OpenAPI spec"
-    for create in fake.accepted_creates:
-        assert create.get("Cancel-After", "").endswith("s") and int(create["Cancel-After"][:-1]) >= 5
-        assert create.get("Prefer", "").startswith("wait=")
-    for request in fake.requests:
-        assert TOKEN not in request["path"] and TOKEN.encode() not in request["body"]
+    check_ledger(fake, settle=0)  # nothing may be running even for a moment after classify returns
 
 
 @pytest.mark.parametrize(
