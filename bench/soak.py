@@ -15,7 +15,8 @@ The digits stream in lazily (a generator of 1,000-digit arrays) and results are 
 * every digit answered is right (the fake's model is an oracle: sum of pixels mod 10);
 * no request_id turned into two predictions, and nothing left running on the server;
 * RSS sampled every 0.25 s: start (after the first 5 %), end, peak, and ``ru_maxrss``; threads
-  and open file descriptors before and after.
+  and open file descriptors before and after, and the objects left in reference cycles at the end
+  (``gc.collect()``'s count).
 
 Backoff is shortened (base 20 ms, cap 0.5 s, Retry-After capped at 0.2 s) so the faults cost
 seconds, not minutes; every retry path still runs. Prints a table for bench/README.md.
@@ -24,6 +25,7 @@ seconds, not minutes; every retry path still runs. Prints a table for bench/READ
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import random
@@ -213,6 +215,10 @@ def main() -> None:
     sampler.join()
     time.sleep(0.5)
     threads_after, fds_after = threading.active_count(), open_fds()
+    # garbage the run left in reference cycles: only the cyclic gc frees it, whatever it holds (arrays,
+    # sockets) stays until then, and the heap it was on may stay with the process after
+    cycles = gc.collect()
+    fds_after_gc = open_fds()
     child.stdin.write("stats\n")
     child.stdin.flush()
     server = json.loads(child.stdout.readline())
@@ -238,7 +244,8 @@ def main() -> None:
           f"unfinished {server['unfinished']}, token in a URL or body {server['token_in_url_or_body']}")  # fmt: skip
     print(f"faults met: {injected} — {json.dumps(server['faults'])}")
     print(f"RSS MB: start (after 5 %) {warm:.1f}, end {end:.1f}, peak sampled {peak:.1f}, ru_maxrss {maxrss:.1f}")
-    print(f"threads {threads_before} -> {threads_after}; open fds {fds_before} -> {fds_after}")
+    print(f"threads {threads_before} -> {threads_after}; open fds {fds_before} -> {fds_after} "
+          f"({fds_after_gc} after gc.collect(), which found {cycles:,} unreachable objects)")  # fmt: skip
     print("RSS over the run (digits done: MB):")
     for k in range(11):
         target = args.digits * k / 10

@@ -191,12 +191,15 @@ class Client:
             except AuthenticationError:
                 raise
             except CloudError as exc:
+                # Stored in the results, not raised: without its traceback, whose frames link back to this
+                # call's locals, which hold it; that cycle pins the whole batch (inputs, request body,
+                # sockets) until the cyclic gc runs, and the heap it grew stays with the process.
                 if exc.status in (400, 422):
-                    return [exc] * len(digits), self._cloud.name  # the input was refused: per item, no fallback
+                    return [exc.with_traceback(None)] * len(digits), self._cloud.name  # refused input: per item
                 if not isinstance(exc, (CloudUnavailableError, PredictionFailedError)) and exc.status is not None:
                     raise  # any other 4xx is a configuration problem: surface it, never paper over it
                 if self.settings.backend == "cloud":
-                    return [exc] * len(digits), self._cloud.name
+                    return [exc.with_traceback(None)] * len(digits), self._cloud.name
                 if stop.is_set():
                     raise  # the caller gave up: no local work either
                 self._warn_fallback(exc)
