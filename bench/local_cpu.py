@@ -1,11 +1,12 @@
 """Local CPU speed: batched classify() vs a naive one-digit-at-a-time loop, in one run.
 
-    python bench/local_cpu.py [--digits 4096] [--naive 256] [--threads N]
+    python bench/local_cpu.py [--digits 4096] [--naive 256] [--threads N] [--engine auto|onnxruntime|torch]
 
 Prints digits/s of ``classify(array, backend="local")`` on N in-memory digits (end to end: input
-checks, batching, model, results), digits/s of the naive loop (the same weights called on one
-digit at a time, fp32 NCHW under ``no_grad``, as most tutorials do), their ratio, single-digit
-latency of ``classify()``, and the time of ``import digitcloud`` in a fresh interpreter.
+checks, batching, model, results) with the chosen local engine (default: what users get), digits/s
+of the naive loop (the same weights called on one digit at a time, fp32 NCHW under ``no_grad``, as
+most tutorials do), their ratio, single-digit latency of ``classify()``, and the time of
+``import digitcloud`` in a fresh interpreter.
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ def main() -> None:
     p.add_argument("--naive", type=int, default=256, help="digits for the naive loop (it is slow)")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--engine", default="auto", choices=["auto", "onnxruntime", "torch"])
     args = p.parse_args()
 
     seconds_import = import_seconds()
@@ -69,7 +71,7 @@ def main() -> None:
     from digitcloud.model import load_model, to_model_input
 
     digits = make_digits(args.digits)
-    client = Client(backend="local", batch_size=args.batch_size, num_threads=args.threads)
+    client = Client(backend="local", batch_size=args.batch_size, num_threads=args.threads, local_engine=args.engine)
     client.classify(digits[: args.batch_size])  # load + warm up
     began = time.perf_counter()
     results = client.classify(digits)
@@ -93,6 +95,7 @@ def main() -> None:
     assert naive_labels == [r.digit for r in results[: args.naive]]
 
     print(f"machine: {cpu_name()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}")
+    print(f"local engine: {client._local.engine}")
     print(f"import digitcloud:                 {seconds_import * 1000:8.0f} ms (median of 5, fresh interpreter)")
     print(f"classify(), batch {args.batch_size}, {len(digits)} digits: {batched:8.0f} digits/s")
     print(f"naive loop, 1 digit per call:      {naive:8.0f} digits/s ({len(x)} digits)")

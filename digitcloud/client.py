@@ -47,8 +47,10 @@ class Client:
     ``batch_size``: digits per forward pass or per prediction (``DIGITCLOUD_BATCH_SIZE``, default 256).
     ``max_concurrency``: cloud predictions in flight (``DIGITCLOUD_MAX_CONCURRENCY``, default 4).
     ``timeout``: seconds per cloud batch, retries included (``DIGITCLOUD_TIMEOUT``, default 120).
-    ``num_threads``: CPU threads for torch (default: one per available core).
+    ``num_threads``: CPU threads for the local model (default: one per available core).
     ``offline``: never use the network (``DIGITCLOUD_OFFLINE=1``).
+    ``local_engine``: what runs the local model, ``"onnxruntime"``, ``"torch"`` or ``"auto"``
+    (default: onnxruntime when installed, else torch; ``DIGITCLOUD_LOCAL_ENGINE``).
     """
 
     def __init__(
@@ -64,6 +66,7 @@ class Client:
         timeout: float | None = None,
         num_threads: int | None = None,
         offline: bool | None = None,
+        local_engine: str | None = None,
     ) -> None:
         self.settings = Settings.resolve(
             backend=backend,
@@ -76,8 +79,13 @@ class Client:
             timeout=timeout,
             num_threads=num_threads,
             offline=offline,
+            local_engine=local_engine,
         )
-        self._local = LocalBackend(batch_size=self.settings.batch_size, num_threads=self.settings.num_threads)
+        self._local = LocalBackend(
+            batch_size=self.settings.batch_size,
+            num_threads=self.settings.num_threads,
+            engine=self.settings.local_engine,
+        )
         self._cloud: CogServerBackend | ReplicateBackend | None = None
         settings = self.settings
         target = settings.replicate_target

@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 from digitcloud.errors import ConfigError
 
 BACKENDS = ("auto", "cloud", "local")
+LOCAL_ENGINES = ("auto", "onnxruntime", "torch")
 DEFAULT_BATCH_SIZE = 256
 DEFAULT_TIMEOUT = 120.0
 DEFAULT_CONCURRENCY = 4
@@ -121,6 +122,10 @@ class Settings:
     offline: bool = False
     """``DIGITCLOUD_OFFLINE=1``: never touch the network for classification."""
 
+    local_engine: str = "auto"
+    """What runs the local model (``DIGITCLOUD_LOCAL_ENGINE``): ``"onnxruntime"`` (fastest on a
+    CPU), ``"torch"``, or ``"auto"``: onnxruntime when it is installed, else torch."""
+
     @classmethod
     def resolve(
         cls,
@@ -129,6 +134,7 @@ class Settings:
         batch_size: int | None = None,
         num_threads: int | None = None,
         offline: bool | None = None,
+        local_engine: str | None = None,
         cog_url: str | None = None,
         model: str | None = None,
         deployment: str | None = None,
@@ -146,6 +152,9 @@ class Settings:
             raise ConfigError(f"batch_size must be at least 1; got {batch_size}")
         if num_threads is not None and num_threads < 1:
             raise ConfigError(f"num_threads must be at least 1; got {num_threads}")
+        local_engine = local_engine or env.get("DIGITCLOUD_LOCAL_ENGINE", "").strip().lower() or "auto"
+        if local_engine not in LOCAL_ENGINES:
+            raise ConfigError(f"local_engine must be one of {', '.join(LOCAL_ENGINES)}; got {local_engine!r}")
         if offline is None:
             offline = env.get("DIGITCLOUD_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
         cog_url = cog_url or env.get("DIGITCLOUD_COG_URL") or None
@@ -180,6 +189,7 @@ class Settings:
             batch_size=batch_size,
             num_threads=num_threads,
             offline=offline,
+            local_engine=local_engine,
             cog_url=cog_url,
             model=model,
             deployment=deployment,
