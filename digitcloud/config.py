@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from digitcloud.errors import ConfigError
+from digitcloud.inputs import MAX_BATCH_DIGITS  # the most digits one prediction may carry
 
 BACKENDS = ("auto", "cloud", "local")
 LOCAL_ENGINES = ("auto", "onnxruntime", "torch")
@@ -148,8 +149,8 @@ class Settings:
         if backend not in BACKENDS:
             raise ConfigError(f"backend must be one of {', '.join(BACKENDS)}; got {backend!r}")
         batch_size = batch_size if batch_size is not None else _number(env, "DIGITCLOUD_BATCH_SIZE", DEFAULT_BATCH_SIZE)
-        if batch_size < 1:
-            raise ConfigError(f"batch_size must be at least 1; got {batch_size}")
+        if not 1 <= batch_size <= MAX_BATCH_DIGITS:
+            raise ConfigError(f"batch_size must be between 1 and {MAX_BATCH_DIGITS:,}; got {batch_size}")
         if num_threads is not None and num_threads < 1:
             raise ConfigError(f"num_threads must be at least 1; got {num_threads}")
         local_engine = local_engine or env.get("DIGITCLOUD_LOCAL_ENGINE", "").strip().lower() or "auto"

@@ -20,7 +20,8 @@ def test_argument_beats_environment_beats_default() -> None:
     ("kwargs", "env", "message"),
     [
         ({"backend": "gpu"}, {}, "backend must be one of"),
-        ({"batch_size": 0}, {}, "batch_size must be at least 1"),
+        ({"batch_size": 0}, {}, "batch_size must be between 1 and 250,000; got 0"),
+        ({}, {"DIGITCLOUD_BATCH_SIZE": "250001"}, "batch_size must be between 1 and 250,000; got 250001"),
         ({"num_threads": 0}, {}, "num_threads"),
         ({}, {"DIGITCLOUD_BATCH_SIZE": "lots"}, "DIGITCLOUD_BATCH_SIZE must be an integer"),
     ],
