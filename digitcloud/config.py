@@ -16,6 +16,7 @@ DEFAULT_BATCH_SIZE = 256
 DEFAULT_TIMEOUT = 120.0
 DEFAULT_CONCURRENCY = 4
 DEFAULT_BASE_URL = "https://api.replicate.com"
+MIN_REDACTED = 6  # a shorter "token" is no real one, and replacing it everywhere would garble text
 
 
 class Secret:
@@ -28,6 +29,13 @@ class Secret:
 
     def reveal(self) -> str:
         return self._value
+
+    def redact(self, text: str) -> str:
+        """``text`` with every copy of the secret replaced by ``<REPLICATE_API_TOKEN>``: for what a
+        server writes back (error details, failure messages), which might echo it."""
+        if len(self._value) < MIN_REDACTED or self._value not in text:
+            return text
+        return text.replace(self._value, "<REPLICATE_API_TOKEN>")
 
     def __bool__(self) -> bool:
         return bool(self._value.strip())

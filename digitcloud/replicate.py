@@ -251,9 +251,18 @@ class ReplicateBackend:
         """Per digit: probabilities or the predictor's error text; raises ``CloudError`` subclasses.
 
         ``stop`` is set when the caller gives up: a prediction created after that is cancelled
-        at once, and polling stops.
+        at once, and polling stops. Server text in what comes back (error details, a failed
+        prediction's message, per-digit errors) has the token redacted, should a server echo it.
         """
-        stop = stop or threading.Event()
+        try:
+            answers = self._predict(digits, stop or threading.Event())
+        except CloudError as exc:
+            exc.args = tuple(self._token.redact(a) if isinstance(a, str) else a for a in exc.args)
+            exc.detail = self._token.redact(exc.detail)
+            raise
+        return [self._token.redact(a) if isinstance(a, str) else a for a in answers]
+
+    def _predict(self, digits: np.ndarray, stop: threading.Event) -> list[np.ndarray | str]:
         deadline = Deadline(self.timeout)
         request_id = f"digitcloud-{uuid.uuid4().hex}"
         payload = {"digits": self._digits_input(digits, deadline), "request_id": request_id}

@@ -38,3 +38,12 @@ def test_environment_is_read_when_the_client_is_built(monkeypatch: pytest.Monkey
     assert Client().settings.batch_size == 32
     monkeypatch.setenv("DIGITCLOUD_BATCH_SIZE", "16")
     assert Client().settings.batch_size == 16
+
+
+def test_a_secret_redacts_itself_from_server_text() -> None:
+    from digitcloud.config import Secret
+
+    token = Secret("r8_abcdef123")
+    assert token.redact("x r8_abcdef123 y r8_abcdef123") == "x <REPLICATE_API_TOKEN> y <REPLICATE_API_TOKEN>"
+    assert token.redact("nothing here") == "nothing here"
+    assert Secret("ab").redact("a tab") == "a tab"  # too short to be a token: text is left whole

@@ -6,6 +6,7 @@ import json
 import random
 import re
 import time
+import traceback
 import tracemalloc
 
 import numpy as np
@@ -102,6 +103,31 @@ def test_403_is_an_authentication_error_without_the_token() -> None:
         backend().predict(np.zeros((1, 28, 28), dtype=np.uint8))
     assert "REPLICATE_API_TOKEN" in str(exc.value) and TOKEN not in str(exc.value) and len(responses.calls) == 1
     assert TOKEN not in repr(backend())
+
+
+@responses.activate
+@pytest.mark.parametrize("answer", ["403", "422", "failed", "per-digit error", "not the contract"])
+def test_a_server_that_echoes_the_token_never_gets_it_shown(answer: str) -> None:
+    # given a server that writes the token back into what it says
+    echo = f"bad request from Bearer {TOKEN}!"
+    create = f"{BASE}/v1/models/o/n/predictions"
+    if answer in ("403", "422"):
+        responses.add(responses.POST, create, status=int(answer), json={"detail": echo})
+    else:
+        output: object = {"predictions": [{"error": echo}]} if answer == "per-digit error" else {"oops": echo}
+        prediction = (
+            {**ONE_DIGIT, "status": "failed", "error": echo} if answer == "failed" else {**ONE_DIGIT, "output": output}
+        )
+        responses.add(responses.POST, create, status=201, json=prediction)
+    # then neither the error (message, detail, traceback) nor the per-digit answer shows it
+    try:
+        answers = backend().predict(np.zeros((1, 28, 28), dtype=np.uint8))
+    except CloudError as exc:
+        shown = ["".join(traceback.format_exception(exc)), exc.detail, repr(exc)]
+    else:
+        shown = [str(a) for a in answers]
+    assert any("<REPLICATE_API_TOKEN>" in text for text in shown)
+    assert not any(TOKEN in text for text in shown)
 
 
 def test_retry_after_delta_seconds_are_ascii_digits_only() -> None:
