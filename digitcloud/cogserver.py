@@ -4,8 +4,9 @@ Cog's PUT is an idempotent create: sending the same id again while the predictio
 current state instead of starting a second run, so every failure here may be retried safely.
 When the caller gives up (deadline, Ctrl-C, an exception) the prediction is cancelled. Bodies are
 read with the Replicate backend's limits: a size cap (8 MB plus 1 KB per digit) and the batch's
-deadline; one over either, or one that is not JSON, is a failed try. (Unlike the Replicate
-backend there is no circuit breaker here.)
+deadline; one over either, or one that is not JSON, is a failed try. While the server keeps
+failing, a circuit breaker (the Replicate backend's) sends nothing and the client answers locally
+at once; the free ``GET /health-check`` probes for recovery.
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ import requests
 
 from digitcloud import contract
 from digitcloud.errors import CloudError, CloudUnavailableError, PredictionFailedError
-from digitcloud.retrying import Deadline, RetryPolicy, parse_retry_after
-from digitcloud.sessions import InFlight, read_body, read_json
+from digitcloud.retrying import CircuitBreaker, Deadline, RetryPolicy, parse_retry_after
+from digitcloud.sessions import InFlight, may_have_reached_server, read_body, read_json
 
 BODY_LIMIT = 8 * 2**20  # bytes of an answer, plus BODY_PER_DIGIT per digit of the batch (as for Replicate)
 BODY_PER_DIGIT = 1024
@@ -44,11 +45,13 @@ class CogServerBackend:
         timeout: float = 120.0,
         session: requests.Session | None = None,
         policy: RetryPolicy | None = None,
+        breaker: CircuitBreaker | None = None,
     ) -> None:
         self.url = url.rstrip("/")
         self.timeout = timeout
         self.session = session or requests.Session()
         self.policy = policy or RetryPolicy()
+        self.breaker = breaker or CircuitBreaker()
         self._checked = False
         self._in_flight = InFlight()
 
@@ -75,8 +78,13 @@ class CogServerBackend:
         ``stop`` is set when the caller gives up; ``cancel_all(stop)`` then cancels this prediction.
         """
         stop = stop or threading.Event()
+        self._gate()  # refuses while the breaker is open; when a probe is due, the health check is it
         if not self._checked:
-            self.check_health()
+            try:
+                self.check_health()
+            except CloudUnavailableError:
+                self.breaker.record(False, pre_send=True)  # nothing was sent to run; the server is not there
+                raise
         prediction_id = f"digitcloud-{uuid.uuid4().hex}"
         body = {"id": prediction_id, "input": {"digits": contract.encode_batch(digits), "request_id": prediction_id}}
         deadline = Deadline(self.timeout)
@@ -104,14 +112,17 @@ class CogServerBackend:
         reason = "no attempt made"
         for attempt in range(1, self.policy.attempts + 1):
             retry_after = None
+            self._gate()
             try:
                 budget = max(1.0, deadline.remaining())
                 resp = self.session.put(url, json=body, timeout=(CONNECT_TIMEOUT, budget), stream=True)
                 with contextlib.closing(resp):
                     read_body(resp, max_bytes, time.monotonic() + budget)
             except requests.RequestException as exc:
+                self.breaker.record(False, pre_send=not may_have_reached_server(exc))
                 reason = f"{type(exc).__name__} talking to {self.url}"
             else:
+                self.breaker.record(resp.status_code < 500 and resp.status_code != 429)
                 if resp.status_code == 200:
                     return self._terminal(resp)
                 if resp.status_code == 422:
@@ -128,6 +139,24 @@ class CogServerBackend:
                 break
             self.policy.sleep(delay)
         raise CloudUnavailableError(f"Cog server gave no answer within {self.timeout:.0f} s ({reason})")
+
+    def _gate(self) -> None:
+        """Raise ``CloudUnavailableError`` while the breaker is open; probe the health check when due."""
+        verdict = self.breaker.allow()
+        if verdict == "pass":
+            return
+        if verdict == "probe":
+            try:
+                self.check_health()
+            except CloudUnavailableError:
+                self.breaker.probed(False)
+            else:
+                self.breaker.probed(True)
+                return
+        raise CloudUnavailableError(
+            f"Cog server {self.url} keeps failing: no request sent "
+            f"(circuit open, next probe in {self.breaker.retry_in():.0f} s)"
+        )
 
     @staticmethod
     def _terminal(resp: requests.Response) -> Any:

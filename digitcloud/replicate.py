@@ -58,6 +58,7 @@ from digitcloud.sessions import (
     ResponseTooLargeError,
     ResponseTooSlowError,
     declared_length,
+    may_have_reached_server,
     read_body,
     read_json,
 )
@@ -81,17 +82,6 @@ BODY_LIMIT = 8 * 2**20  # bytes of a prediction body, plus BODY_PER_DIGIT per di
 BODY_PER_DIGIT = 1024  # a wire-contract entry is ~170 bytes
 LIST_BODY_LIMIT = 64 * 2**20  # bytes of all list pages read for one create (100 predictions a page, with inputs)
 _LIST_KEYS = frozenset({"results", "next", "id", "urls", "get", "cancel", "input", "request_id"})
-
-
-def _sent(exc: requests.RequestException) -> bool:
-    """Whether the request may have reached the server (so retrying it blindly could duplicate it)."""
-    if isinstance(exc, (requests.ConnectTimeout, requests.exceptions.SSLError)):
-        return False  # a failed TLS handshake sends no HTTP
-    if isinstance(exc, requests.ConnectionError):
-        reason = exc.args[0] if exc.args else None
-        reason = getattr(reason, "reason", reason)
-        return not isinstance(reason, (urllib3.exceptions.NewConnectionError, urllib3.exceptions.NameResolutionError))
-    return True
 
 
 class ReplicateBackend:
@@ -176,7 +166,7 @@ class ReplicateBackend:
             if gate and isinstance(exc, requests.exceptions.SSLError):
                 self.breaker.trip()  # an untrusted certificate does not heal by retrying
             elif gate:
-                self.breaker.record(False, pre_send=not _sent(exc))
+                self.breaker.record(False, pre_send=not may_have_reached_server(exc))
             raise
         if gate:
             self.breaker.record(resp.status_code < 500 and resp.status_code != 429)
@@ -404,7 +394,7 @@ class ReplicateBackend:
                 raise CloudUnavailableError(f"TLS failure talking to {host}, not retried: {_reason(exc)}") from None
             except requests.RequestException as exc:
                 reason = f"{_reason(exc)} creating the prediction"
-                ambiguous = _sent(exc)
+                ambiguous = may_have_reached_server(exc)
                 unreachable += not ambiguous
             else:
                 if resp.status_code in (200, 201, 202):

@@ -1,5 +1,6 @@
-"""What the cloud backends share: a pooled HTTP session, the record of predictions in flight, and
-reading a response body (size cap, wall-clock limit, JSON that cannot crash the caller)."""
+"""What the cloud backends share: a pooled HTTP session, the record of predictions in flight,
+whether a failed request may have reached the server, and reading a response body (size cap,
+wall-clock limit, JSON that cannot crash the caller)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,17 @@ class ResponseTooLargeError(requests.ConnectionError):
 
 class ResponseTooSlowError(requests.ReadTimeout):
     """The body was still arriving at the deadline (a trickle never trips the read timeout)."""
+
+
+def may_have_reached_server(exc: requests.RequestException) -> bool:
+    """Whether the request may have reached the server (so retrying it blindly could duplicate it)."""
+    if isinstance(exc, (requests.ConnectTimeout, requests.exceptions.SSLError)):
+        return False  # a failed TLS handshake sends no HTTP
+    if isinstance(exc, requests.ConnectionError):
+        reason = exc.args[0] if exc.args else None
+        reason = getattr(reason, "reason", reason)
+        return not isinstance(reason, (urllib3.exceptions.NewConnectionError, urllib3.exceptions.NameResolutionError))
+    return True
 
 
 def pooled_session(connections: int) -> requests.Session:

@@ -16,7 +16,7 @@ import responses
 from digitcloud import Client, CloudUnavailableError, FallbackWarning, PredictionFailedError, cogserver
 from digitcloud.cogserver import CogServerBackend
 from digitcloud.errors import CloudError
-from digitcloud.retrying import RetryPolicy
+from digitcloud.retrying import CircuitBreaker, RetryPolicy
 
 URL = "http://gpu-box:5000"
 
@@ -170,6 +170,56 @@ def test_auto_falls_back_to_local_when_the_server_is_down(digits: tuple[np.ndarr
         results = client.classify(images[:20])
     assert [r.backend for r in results] == ["local"] * 20
     assert [r.digit for r in results] == [r.digit for r in Client(backend="local").classify(images[:20])]
+
+
+@responses.activate
+def test_a_server_that_keeps_failing_opens_the_breaker_and_its_health_check_closes_it(sleeps: list[float]) -> None:
+    # given a Cog server that cannot be reached (every PUT fails before anything is sent)
+    now = [0.0]
+    policy = RetryPolicy(attempts=3, sleep=sleeps.append, rng=random.Random(0))
+    backend = CogServerBackend(URL, timeout=60, policy=policy, breaker=CircuitBreaker(clock=lambda: now[0]))
+    backend._checked = True
+    responses.add(responses.PUT, PUT_URL, body=requests.ConnectTimeout("no route to host"))
+    responses.add(responses.POST, CANCEL_URL, json={})
+    puts = lambda: sum(c.request.method == "PUT" for c in responses.calls)  # noqa: E731
+    with pytest.raises(CloudUnavailableError, match="ConnectTimeout"):
+        backend.predict(DIGITS)
+    # then the fifth failure in a row opens the breaker, and while it is open nothing is sent
+    with pytest.raises(CloudUnavailableError, match="keeps failing: no request sent"):
+        backend.predict(DIGITS)
+    assert puts() == 5 and backend.breaker.state == "open"
+    with pytest.raises(CloudUnavailableError, match="circuit open, next probe in 30 s"):
+        backend.predict(DIGITS)
+    assert puts() == 5
+    # and once the wait is over, a good health check (free) closes it and the batch is sent
+    now[0] = 31.0
+    responses.replace(responses.PUT, PUT_URL, json=_ok(3))
+    health = responses.add(responses.GET, f"{URL}/health-check", json={"status": "READY"})
+    assert len(backend.predict(DIGITS)) == 3
+    assert health.call_count == 1 and puts() == 6 and backend.breaker.state == "closed"
+
+
+def test_auto_stops_trying_a_dead_server_and_answers_locally_at_once(
+    digits: tuple[np.ndarray, np.ndarray], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("torch")
+    import urllib3.util.connection
+
+    connects: list[tuple[str, int]] = []
+    real = urllib3.util.connection.create_connection
+
+    def counting(address: tuple[str, int], *args: object, **kwargs: object) -> socket.socket:
+        connects.append(address)
+        return real(address, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(urllib3.util.connection, "create_connection", counting)
+    images, _ = digits
+    client = Client(cog_url=_closed_port_url(), batch_size=4)
+    with pytest.warns(FallbackWarning, match="unreachable"):
+        results = client.classify(images[:40])  # ten chunks
+    assert [r.backend for r in results] == ["local"] * 40
+    # five refused health checks open the breaker; the other five chunks never touch the network
+    assert len(connects) == 5 and client._cloud is not None and client._cloud.breaker.state == "open"
 
 
 def test_cloud_only_reports_each_item_instead_of_falling_back(digits: tuple[np.ndarray, np.ndarray]) -> None:

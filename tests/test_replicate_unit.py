@@ -16,8 +16,9 @@ import responses
 import urllib3.exceptions
 
 from digitcloud.errors import AuthenticationError, CloudError
-from digitcloud.replicate import ReplicateBackend, ResponseTooLargeError, Secret, Target, _sent
+from digitcloud.replicate import ReplicateBackend, ResponseTooLargeError, Secret, Target
 from digitcloud.retrying import Deadline, RetryPolicy, parse_retry_after
+from digitcloud.sessions import may_have_reached_server as _sent
 
 BASE = "https://api.example.test"
 TOKEN = "r8_unit_SENTINEL_token"
