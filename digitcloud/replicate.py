@@ -38,7 +38,6 @@ from urllib.parse import urlsplit
 
 import numpy as np
 import requests
-import urllib3.exceptions
 from requests.utils import guess_json_utf
 
 from digitcloud import contract
@@ -53,11 +52,10 @@ from digitcloud.errors import (
 from digitcloud.inputs import write_digits_file
 from digitcloud.retrying import CircuitBreaker, Deadline, RetryPolicy, parse_http_date, parse_retry_after
 from digitcloud.sessions import (
-    BODY_CHUNK,
     InFlight,
     ResponseTooLargeError,
     ResponseTooSlowError,
-    declared_length,
+    iter_body,
     may_have_reached_server,
     read_body,
     read_json,
@@ -607,25 +605,10 @@ class _ListPageReader:
             self._error = None  # else error -> traceback -> this frame -> self -> error: a cycle only gc frees
 
     def _chunks(self, resp: requests.Response, max_bytes: int, until: float) -> Iterator[bytes]:
-        """The body as it arrives, with ``read_body``'s limits and exceptions."""
-        declared = declared_length(resp)
-        if declared is not None and declared > max_bytes:
-            raise ResponseTooLargeError(f"a {declared:,}-byte response is over the {max_bytes:,}-byte limit")
-        read = getattr(resp.raw, "read1", None) or resp.raw.read  # read1: what has arrived, without waiting for more
-        try:
-            while chunk := read(BODY_CHUNK, decode_content=True):
-                self.size += len(chunk)
-                if self.size > max_bytes:
-                    raise ResponseTooLargeError(f"the response passed the {max_bytes:,}-byte limit; not read further")
-                if time.monotonic() > until:
-                    raise ResponseTooSlowError("the response was still arriving at the deadline")
-                yield chunk
-        except requests.RequestException:
-            raise
-        except urllib3.exceptions.ReadTimeoutError as exc:
-            raise requests.ReadTimeout(f"reading the response timed out: {exc}") from None
-        except (urllib3.exceptions.HTTPError, OSError) as exc:
-            raise requests.ConnectionError(f"reading the response failed: {_reason(exc)}") from None
+        """The body as it arrives, with ``read_body``'s limits and exceptions, counted."""
+        for chunk in iter_body(resp, max_bytes, until):
+            self.size += len(chunk)
+            yield chunk
 
 
 def _decoded(chunks: Iterator[bytes], encoding: str | None) -> Iterator[str]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import requests
@@ -50,9 +50,10 @@ def declared_length(resp: requests.Response) -> int | None:
     return int(value) if value.isascii() and value.isdecimal() else None
 
 
-def read_body(resp: requests.Response, max_bytes: int, until: float) -> None:
-    """Read ``resp``'s body (sent with ``stream=True``) into it, refusing one over ``max_bytes`` or
-    still arriving at ``until`` (``time.monotonic()``); raises ``requests`` exceptions only.
+def iter_body(resp: requests.Response, max_bytes: int, until: float) -> Iterator[bytes]:
+    """``resp``'s body (sent with ``stream=True``) as it arrives, ``BODY_CHUNK`` at most at a time,
+    refusing one over ``max_bytes`` or still arriving at ``until`` (``time.monotonic()``); raises
+    ``requests`` exceptions only.
 
     requests' read timeout is a limit on the silence between bytes, not on the whole answer, and
     it reads without a size cap; so the body is read here, chunk by chunk, with both limits."""
@@ -60,24 +61,29 @@ def read_body(resp: requests.Response, max_bytes: int, until: float) -> None:
     if declared is not None and declared > max_bytes:
         raise ResponseTooLargeError(f"a {declared:,}-byte response is over the {max_bytes:,}-byte limit")
     raw = resp.raw
-    read1 = getattr(raw, "read1", None)  # urllib3 >= 2.3: returns what has arrived, without waiting for more
-    body = bytearray()
+    read = getattr(raw, "read1", None) or raw.read  # read1 (urllib3 >= 2.3): what has arrived, without waiting
+    size = 0
     try:
-        while True:
-            chunk = read1(BODY_CHUNK, decode_content=True) if read1 else raw.read(BODY_CHUNK, decode_content=True)
-            if not chunk:
-                break
-            body += chunk
-            if len(body) > max_bytes:
+        while chunk := read(BODY_CHUNK, decode_content=True):
+            size += len(chunk)
+            if size > max_bytes:
                 raise ResponseTooLargeError(f"the response passed the {max_bytes:,}-byte limit; not read further")
             if time.monotonic() > until:
                 raise ResponseTooSlowError("the response was still arriving at the deadline")
+            yield chunk
     except requests.RequestException:
         raise
     except urllib3.exceptions.ReadTimeoutError as exc:
         raise requests.ReadTimeout(f"reading the response timed out: {exc}") from None
     except (urllib3.exceptions.HTTPError, OSError) as exc:
         raise requests.ConnectionError(f"reading the response failed: {reason(exc)}") from None
+
+
+def read_body(resp: requests.Response, max_bytes: int, until: float) -> None:
+    """Read ``resp``'s whole body into it, with ``iter_body``'s limits and exceptions."""
+    body = bytearray()
+    for chunk in iter_body(resp, max_bytes, until):
+        body += chunk
     # kept as the bytearray (no second copy of a page that can be tens of MB): requests decodes
     # ``.text`` and ``.json()`` from it as it would from bytes
     resp._content = body  # type: ignore[assignment]

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import gzip
+import socket
 import struct
 from collections.abc import Iterator
 from pathlib import Path
@@ -8,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import urllib3.util.connection
 
 from tests.synthetic import draw_digit
 
@@ -159,3 +161,17 @@ def cog_server(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-unt
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@pytest.fixture
+def connects(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
+    """Every TCP connection urllib3 opens (host, port), recorded, then really attempted."""
+    calls: list[tuple[str, int]] = []
+    real = urllib3.util.connection.create_connection
+
+    def counting(address: tuple[str, int], *args: object, **kwargs: object) -> socket.socket:
+        calls.append(address)
+        return real(address, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(urllib3.util.connection, "create_connection", counting)
+    return calls

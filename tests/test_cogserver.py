@@ -200,19 +200,9 @@ def test_a_server_that_keeps_failing_opens_the_breaker_and_its_health_check_clos
 
 
 def test_auto_stops_trying_a_dead_server_and_answers_locally_at_once(
-    digits: tuple[np.ndarray, np.ndarray], monkeypatch: pytest.MonkeyPatch
+    digits: tuple[np.ndarray, np.ndarray], connects: list[tuple[str, int]]
 ) -> None:
     pytest.importorskip("torch")
-    import urllib3.util.connection
-
-    connects: list[tuple[str, int]] = []
-    real = urllib3.util.connection.create_connection
-
-    def counting(address: tuple[str, int], *args: object, **kwargs: object) -> socket.socket:
-        connects.append(address)
-        return real(address, *args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(urllib3.util.connection, "create_connection", counting)
     images, _ = digits
     client = Client(cog_url=_closed_port_url(), batch_size=4)
     with pytest.warns(FallbackWarning, match="unreachable"):

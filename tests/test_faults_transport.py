@@ -16,7 +16,6 @@ import tracemalloc
 
 import numpy as np
 import pytest
-import urllib3.util.connection
 
 from digitcloud import Client, FallbackWarning, replicate
 from digitcloud.replicate import ReplicateBackend
@@ -28,20 +27,6 @@ from tests.fakes.replicate_server import FakeReplicate
 @pytest.fixture(scope="module")
 def batch() -> np.ndarray:
     return stroke_digits(30, seed=31)[0]
-
-
-@pytest.fixture
-def connects(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
-    """Every TCP connection urllib3 opens (host, port), recorded, then really attempted."""
-    calls: list[tuple[str, int]] = []
-    real = urllib3.util.connection.create_connection
-
-    def counting(address: tuple[str, int], *args: object, **kwargs: object) -> socket.socket:
-        calls.append(address)
-        return real(address, *args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(urllib3.util.connection, "create_connection", counting)
-    return calls
 
 
 def cloud(client: Client) -> ReplicateBackend:
