@@ -5,7 +5,7 @@ its native im2col convolution and re-reads ~40 MB of fp32 weights per call (11.8
 onnxruntime prepacks the weights once and answers one digit in ~4.5 ms. Why a hand-written
 translation instead of ``torch.onnx.export``: torch's TorchScript exporter is deprecated and
 warns, and its torch.export-based one takes ~7 s per process and pulls in onnxscript. The model
-after ``model.prepare`` is a torch.fx graph of a dozen kinds of node; each is one or two ONNX
+after ``model.prepare`` is a torch.fx graph of nine kinds of node; each is one or two ONNX
 operators here, and anything else is refused (``UnsupportedGraph``), never approximated.
 
 One rewrite that torch's convolution cannot use: a convolution whose input map has fewer pixels
