@@ -16,6 +16,7 @@ import numpy as np
 
 from digitcloud import model as spec
 from digitcloud.config import available_cores
+from digitcloud.errors import MissingDependencyError, WeightsError
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +28,6 @@ def pick_engine(engine: str) -> str:
     """``"auto"`` becomes ``"onnxruntime"`` when it imports, else ``"torch"``."""
     if engine != "auto":
         return engine
-    from digitcloud.errors import MissingDependencyError
     from digitcloud.onnx_graph import import_onnxruntime
 
     try:
@@ -77,11 +77,24 @@ class LocalBackend:
     def _model(self) -> Any:
         if self._net is None:
             torch = spec.import_torch()  # the weights are read by torch whichever engine runs them
-            self.engine = pick_engine(self.engine)
-            # Process-wide in torch; one thread per core is what a 2-core box needs for batch inference.
-            if self.engine == "torch" and torch.get_num_threads() != self.num_threads:
-                torch.set_num_threads(self.num_threads)
-            self._net = cached_model(self.weights, self.engine, self.num_threads)
+            engine = pick_engine(self.engine)
+            if engine == "onnxruntime":
+                try:
+                    self._net = cached_model(self.weights, engine, self.num_threads)
+                except (WeightsError, MissingDependencyError):
+                    raise  # torch would fail the same way
+                except Exception as exc:
+                    if self.engine != "auto":
+                        raise
+                    # "auto" means answers: onnxruntime failing to build the session is not the user's problem
+                    log.warning("onnxruntime cannot run the model (%s: %s); using torch", type(exc).__name__, exc)
+                    engine = "torch"
+            if engine == "torch":
+                # Process-wide in torch; one thread per core is what a 2-core box needs for batch inference.
+                if torch.get_num_threads() != self.num_threads:
+                    torch.set_num_threads(self.num_threads)
+                self._net = cached_model(self.weights, engine, self.num_threads)
+            self.engine = engine
         return self._net
 
     def predict(self, digits: np.ndarray) -> np.ndarray:

@@ -8,9 +8,9 @@ import sys
 import numpy as np
 import pytest
 
-from digitcloud import Client, ConfigError
+from digitcloud import Client, ConfigError, local
 from digitcloud import model as spec
-from digitcloud.local import pick_engine
+from digitcloud.local import LocalBackend, pick_engine
 from tests.conftest import stroke_digits
 
 torch = pytest.importorskip("torch")
@@ -97,6 +97,24 @@ def test_auto_picks_onnxruntime_when_installed_and_torch_when_not(monkeypatch: p
     assert pick_engine("torch") == "torch"
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
     assert pick_engine("auto") == "torch"
+
+
+def test_auto_answers_with_torch_when_onnxruntime_cannot_build_the_session(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(net: object) -> bytes:
+        raise onnx_graph.UnsupportedGraph("simulated: a node this translation does not know")
+
+    monkeypatch.setattr(onnx_graph, "to_onnx", broken)
+    monkeypatch.setattr(local, "_MODELS", {})  # nothing cached from other tests
+    digit = stroke_digits(1, seed=3)[0]
+    # "auto" still answers, with torch, and says why in the log
+    backend = LocalBackend(engine="auto")
+    assert backend.predict(digit).shape == (1, 10) and backend.engine == "torch"
+    assert "onnxruntime cannot run the model (UnsupportedGraph: simulated" in caplog.text
+    # asked for by name, onnxruntime's failure is the answer
+    with pytest.raises(onnx_graph.UnsupportedGraph, match="simulated"):
+        LocalBackend(engine="onnxruntime").predict(digit)
 
 
 def test_engine_comes_from_the_argument_or_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
