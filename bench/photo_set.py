@@ -1,13 +1,14 @@
 """Accuracy on phone-photo-like digits: validation digits rendered as photos, read back by digitcloud.
 
-    python bench/photo_set.py --data ../shared/data/mnist [--n 5000] [--weights FILE SHA256 ...]
+    python bench/photo_set.py --data ../shared/data/mnist [--n 5000] [--weights FILE SHA256 ...] [--engines]
 
 Each of the last ``--n`` MNIST train digits (the validation tail no shipped model trains on) is
 drawn as dark ink on white/cream/grey/blue-tinted paper, 60-1000 px, off-centre, with a thicker or
 thinner pen, uneven light, noise, blur, as JPEG/PNG/WebP in RGB/RGBA/grey, some with an EXIF
 rotation. Each photo then goes through ``digitcloud.inputs.decode`` (the pipeline every user
-input takes) and the model. Printed: accuracy overall and per condition, for each weights file.
-Nothing is written to disk (the photos are MNIST-derived).
+input takes) and the model. Printed: accuracy overall and per condition, for each weights file
+(with ``--engines``, also through onnxruntime, the local backend's default, and how many answers
+differ from torch's). Nothing is written to disk (the photos are MNIST-derived).
 """
 
 from __future__ import annotations
@@ -126,6 +127,7 @@ def main() -> None:
     p.add_argument("--weights", nargs=2, action="append", metavar=("FILE", "SHA256"), help="default: the shipped")
     p.add_argument("--json", type=Path, help="also write the numbers here")
     p.add_argument("--no-pen-widening", action="store_true", help="ablation: inputs leave thin pens alone")
+    p.add_argument("--engines", action="store_true", help="also run the photos through onnxruntime (CPU)")
     args = p.parse_args()
 
     from digitcloud import inputs
@@ -151,6 +153,18 @@ def main() -> None:
         print(f"{Path(path).name}: photo-set accuracy {r['accuracy']:.2%} ({r['errors']} wrong of {len(photos)})")
         for key, values in r["by"].items():
             print(f"  {key:7s} " + "  ".join(f"{v} {a:.2%}" for v, a in values.items()))
+        if device == "cpu" and args.engines:  # the local backend's default engine, on the same photos
+            from digitcloud.onnx_graph import OnnxModel
+
+            fast = OnnxModel(net, num_threads=os.cpu_count() or 1).predict(photos, batch_size=256).argmax(1)
+            r["onnxruntime"] = {
+                "accuracy": float((read & (fast == labels)).mean()),
+                "differ": int((fast != predicted).sum()),
+            }
+            print(
+                f"  onnxruntime engine: {r['onnxruntime']['accuracy']:.2%}, "
+                f"{r['onnxruntime']['differ']} answers differ from torch's"
+            )
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
 
