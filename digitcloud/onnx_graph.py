@@ -215,7 +215,6 @@ class OnnxModel:
         options.intra_op_num_threads = num_threads
         options.inter_op_num_threads = 1
         options.log_severity_level = 3  # errors only; onnxruntime's warnings go to stderr, not logging
-        self.num_threads = num_threads
         self._session = ort.InferenceSession(to_onnx(net), options, providers=["CPUExecutionProvider"])
 
     def predict(self, digits: np.ndarray, batch_size: int = 256) -> np.ndarray:

@@ -83,12 +83,18 @@ def test_l8_mixed_outcomes_in_cloud_mode_are_per_item_errors(fake: FakeReplicate
     check_ledger(fake)
 
 
-def test_l9_outage_opens_the_breaker_a_free_probe_closes_it(fake: FakeReplicate, batch: np.ndarray) -> None:
+def clocked_breaker(client: Client, **kwargs: float) -> tuple[CircuitBreaker, list[float]]:
+    """``client`` made quick, its Replicate backend given a breaker whose clock is ``now[0]``."""
+    backend = quick(client)._cloud
+    assert isinstance(backend, ReplicateBackend)
     now = [0.0]
+    backend.breaker = CircuitBreaker(clock=lambda: now[0], **kwargs)
+    return backend.breaker, now
+
+
+def test_l9_outage_opens_the_breaker_a_free_probe_closes_it(fake: FakeReplicate, batch: np.ndarray) -> None:
     with Client(model="o/n", batch_size=5, max_concurrency=1) as client:
-        backend = quick(client)._cloud
-        assert isinstance(backend, ReplicateBackend)
-        backend.breaker = breaker = CircuitBreaker(clock=lambda: now[0])
+        breaker, now = clocked_breaker(client)
 
         # given an outage: every request answers 503
         fake.outage = 503
@@ -118,11 +124,8 @@ def test_l9_outage_opens_the_breaker_a_free_probe_closes_it(fake: FakeReplicate,
 
 
 def test_l9_failed_probe_keeps_it_open_for_twice_as_long(fake: FakeReplicate, batch: np.ndarray) -> None:
-    now = [0.0]
     with Client(model="o/n", batch_size=5, max_concurrency=1) as client:
-        backend = quick(client)._cloud
-        assert isinstance(backend, ReplicateBackend)
-        backend.breaker = breaker = CircuitBreaker(clock=lambda: now[0], reset=30)
+        breaker, now = clocked_breaker(client, reset=30)
         fake.outage = 503
         with pytest.warns(FallbackWarning):
             client.classify(batch)
