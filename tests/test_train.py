@@ -270,3 +270,43 @@ def test_recalibration_fits_batchnorm_statistics_to_the_weights_and_republishes(
     write_idx(tmp_path / "other", small[0][::-1].copy(), small[1][::-1].copy())
     wrong = ["--weights", str(out / "run.safetensors"), "--sha256", meta["sha256"], "--data", str(tmp_path / "other")]
     assert recalibrate_main([*wrong, "--out", str(out), "--name", "x"]) == 2
+
+
+def test_init_fine_tunes_from_exported_weights_and_records_them(
+    tmp_path: Path, small: tuple[np.ndarray, np.ndarray], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from digitcloud.errors import WeightsError
+
+    # given a first run's exported weights
+    write_idx(tmp_path / "mnist", *small)
+    common = ["--data", str(tmp_path / "mnist"), "--val-size", "20", "--device", "cpu", "--teachers", "0"]
+    run = ["--epochs", "1", "--batch-size", "20", "--ema-decay", "0"]
+    first = [*common, *run, "--out", str(tmp_path / "a"), "--name", "first", "--checkpoint-dir", str(tmp_path / "ca")]
+    assert train_main(first) == 0
+    source = tmp_path / "a" / "first.safetensors"
+    before = spec.load_model(path=source, sha256=spec.sha256_of(source))
+
+    # when a run starts from them with a learning rate too small to move the weights
+    tuned_args = [*common, *run, "--max-lr", "1e-9", "--out", str(tmp_path / "b"), "--name", "tuned"]
+    assert train_main([*tuned_args, "--init", str(source), "--checkpoint-dir", str(tmp_path / "cb")]) == 0
+    meta = json.loads((tmp_path / "b" / "tuned.json").read_text())
+    after = spec.load_model(path=tmp_path / "b" / "tuned.safetensors", sha256=meta["sha256"])
+
+    # then its weights are the first run's (to fp16), not a fresh initialisation, and the metadata says so
+    for name in ("conv1.weight", "layer3.0.conv1.weight", "fc.weight"):
+        torch.testing.assert_close(after.get_parameter(name), before.get_parameter(name), atol=2e-3, rtol=0)
+    fresh = spec.build_model()
+    assert not torch.allclose(fresh.conv1.weight, before.conv1.weight, atol=2e-3)
+    assert meta["init"] == {"weights": "first.safetensors", "sha256": spec.sha256_of(source)}
+    assert meta["recipe"]["init_sha256"] == spec.sha256_of(source)
+
+    # a missing file is a clear error before any work; a file that changed under its recorded hash is refused
+    assert train_main([*tuned_args, "--init", str(tmp_path / "nope.safetensors")]) == 2
+    assert "nope.safetensors' is not a file" in capsys.readouterr().err
+    recipe = Recipe(epochs=1, batch_size=20, teachers=0, init_sha256="0" * 64)
+    ds = data.Dataset(*small, "test")
+    with pytest.raises(WeightsError, match="refusing to load it"):
+        train(recipe, *data.split(ds, 20), tmp_path / "cc", torch.device("cpu"), log=lambda _: None, init=source)
+    # and --init cannot be combined with --pretrained
+    with pytest.raises(SystemExit):
+        train_main([*tuned_args, "--init", str(source), "--pretrained"])

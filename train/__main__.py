@@ -63,18 +63,30 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="per-epoch checkpoints (default runs/<name>/); --resume continues from there",
     )
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
-    p.add_argument(
+    start = p.add_mutually_exclusive_group()
+    start.add_argument(
         "--pretrained",
         action="store_true",
         help="start from torchvision's ImageNet weights (downloads them: needs the internet)",
+    )
+    start.add_argument(
+        "--init",
+        type=Path,
+        default=None,
+        help="fine-tune: start from exported weights (a .safetensors written by this command, "
+        "e.g. the shipped digitcloud/weights/*.safetensors); use a smaller --max-lr and fewer --epochs",
     )
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.init is not None and not args.init.is_file():
+        print(f"error: --init {str(args.init)!r} is not a file", file=sys.stderr)
+        return 2
     import torch
 
+    from digitcloud.model import sha256_of
     from train.export import publish
     from train.recipe import train
 
@@ -94,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         teacher_epochs=args.teacher_epochs,
         seed=args.seed,
         pretrained=args.pretrained,
+        init_sha256=sha256_of(args.init) if args.init else None,
     )
     data = load(args.data).subset(args.limit)
     train_set, val_set = split(data, args.val_size)
@@ -102,7 +115,13 @@ def main(argv: list[str] | None = None) -> int:
     began = time.perf_counter()
     try:
         trained = train(
-            recipe, train_set, val_set, args.checkpoint_dir or Path("runs") / args.name, device, args.resume
+            recipe,
+            train_set,
+            val_set,
+            args.checkpoint_dir or Path("runs") / args.name,
+            device,
+            args.resume,
+            init=args.init,
         )
     except OSError as exc:
         if args.pretrained:
@@ -122,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         {
             "architecture": ARCHITECTURE,
             "recipe": dataclasses.asdict(recipe),
+            **({"init": {"weights": args.init.name, "sha256": recipe.init_sha256}} if args.init else {}),
             "data": {
                 "source": data.source,
                 "sha256": data.sha256(),

@@ -52,6 +52,7 @@ class Recipe:
     temperature: float = 2.0
     seed: int = 0
     pretrained: bool = False
+    init_sha256: str | None = None  # fine-tune: the student starts from these exported weights
 
 
 @dataclass
@@ -91,7 +92,8 @@ def recalibrate_batchnorm(net: nn.Module, images: np.ndarray, batch_size: int = 
         spec.to_model_input(images[start : start + batch_size], device).contiguous(memory_format=torch.channels_last)
         for start in range(0, len(images), batch_size)
     )
-    update_bn(batches, net)
+    with torch.no_grad():  # the statistics come from the forward pass alone
+        update_bn(batches, net)
     return net.eval()
 
 
@@ -107,13 +109,22 @@ def train(
     device: torch.device,
     resume: bool = False,
     log: Any = print,
+    init: Path | None = None,
 ) -> Trained:
-    """Train the teachers, then the student; return the student to export."""
+    """Train the teachers, then the student; return the student to export.
+
+    ``init`` (with ``recipe.init_sha256``, checked) starts the student from exported weights
+    instead of a random or ImageNet initialisation: fine-tuning."""
+    if (init is None) != (recipe.init_sha256 is None):
+        raise ValueError("init and recipe.init_sha256 go together")
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     # Built first: --pretrained downloads here, and an offline user should learn that before any teacher trains.
     seed_everything(recipe.seed)
-    net = spec.build_model(pretrained=recipe.pretrained)
+    if init is not None:
+        net = spec.load_model(path=init, sha256=recipe.init_sha256)
+    else:
+        net = spec.build_model(pretrained=recipe.pretrained)
     teachers, summaries = [], []
     for i in range(recipe.teachers):
         run = _Run(recipe, recipe.teacher_epochs, recipe.seed + 1 + i, checkpoint_dir / f"teacher-{i}", device)
