@@ -55,8 +55,8 @@ class Weights:
 
 # Pinned: a file whose sha256 differs is refused. `python -m train` prints the new line to paste here.
 WEIGHTS = Weights(
-    filename="digitcloud-resnet34-v2.safetensors",
-    sha256="6bab65baae9e3fbd199faa47f86f9767ccfa1a574ba4d50b0f0cb4ad884dcf4c",
+    filename="digitcloud-resnet34-v3.safetensors",
+    sha256="9780b54579beae5cc31801e70f8981ea141c3faa2fd649b060388515c30a1b95",
 )
 
 
