@@ -101,5 +101,5 @@ class LocalBackend:
         """Probabilities ``[N, 10]`` (float32) for uint8 digits ``[N, 28, 28]``."""
         net = self._model()
         if self.engine == "onnxruntime":
-            return np.asarray(net.predict(digits, self.batch_size))
+            return net.predict(digits, self.batch_size)
         return spec.predict_probabilities(net, digits, self.batch_size)

@@ -573,9 +573,10 @@ class _ListPageReader:
     incremental decoder into ``_ListPageParser``, which holds about one prediction of ``results`` at
     a time. The limits are ``read_body``'s (size, wall clock) and so are its exceptions.
 
-    ``result()`` is then what ``read_json(resp, _slim_list_object)`` gave for the whole body, or
-    raises what it raised (``ValueError``: ``json.JSONDecodeError`` when malformed or cut short).
-    Any answer but a 200 is read whole by ``read_body`` (its detail and ``Retry-After`` are used)."""
+    ``result()`` is then what ``resp.json(object_pairs_hook=_slim_list_object)`` gave for the whole
+    body (through ``read_json``'s error mapping), or raises what it raised (``ValueError``:
+    ``json.JSONDecodeError`` when malformed or cut short). Any answer but a 200 is read whole by
+    ``read_body`` (its detail and ``Retry-After`` are used)."""
 
     def __init__(self) -> None:
         self.size = 0  # bytes read

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import requests
@@ -90,12 +90,12 @@ def read_body(resp: requests.Response, max_bytes: int, until: float) -> None:
     resp._content_consumed = True
 
 
-def read_json(resp: requests.Response, object_pairs_hook: Callable[[list[tuple[str, Any]]], Any] | None = None) -> Any:
+def read_json(resp: requests.Response) -> Any:
     """The body as JSON. Every body that does not decode raises ``ValueError``: malformed, not
     text, or nested deeper than the interpreter's recursion limit (``[[[[…`` raises
     ``RecursionError`` in the json module, which is not a ``ValueError``)."""
     try:
-        return resp.json(object_pairs_hook=object_pairs_hook) if object_pairs_hook else resp.json()
+        return resp.json()
     except RecursionError:
         raise ValueError("the JSON body is nested too deeply to decode") from None
 

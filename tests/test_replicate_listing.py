@@ -1,5 +1,5 @@
 """Reading a page of the prediction list as it arrives (``_ListPageReader``): the same answer as
-``read_json(resp, _slim_list_object)`` on the whole body, however the body is split, the same
+``resp.json(object_pairs_hook=_slim_list_object)`` on the whole body, however the body is split, the same
 errors, and the same limits, without ever holding the page."""
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from digitcloud import replicate
 from digitcloud.errors import CloudUnavailableError
 from digitcloud.replicate import ReplicateBackend, Secret, Target, _ListPageReader, _slim_list_object
 from digitcloud.retrying import Deadline, RetryPolicy
-from digitcloud.sessions import ResponseTooLargeError, ResponseTooSlowError, read_json
+from digitcloud.sessions import ResponseTooLargeError, ResponseTooSlowError
 
 BASE = "https://api.example.test"
 
@@ -74,11 +74,14 @@ def streamed(chunks: Iterable[bytes], content_type: str | None = "application/js
 
 
 def whole(body: bytes, content_type: str | None = "application/json") -> tuple[str, str]:
-    """The same, as the client read a page before: the body whole, then ``read_json``."""
+    """The same, as the client read a page before: the body whole, then requests' ``json()`` with
+    ``_slim_list_object`` (too deep a nesting was a plain ``ValueError``, as ``read_json`` raises)."""
     resp = _response([], content_type)
     resp._content = body
     try:
-        return "page", repr(read_json(resp, _slim_list_object))
+        return "page", repr(resp.json(object_pairs_hook=_slim_list_object))
+    except RecursionError:
+        return "error", "ValueError"
     except ValueError as exc:
         return "error", type(exc).__name__
 

@@ -18,7 +18,7 @@ import urllib3.exceptions
 from digitcloud.errors import AuthenticationError, CloudError
 from digitcloud.replicate import ReplicateBackend, ResponseTooLargeError, Secret, Target
 from digitcloud.retrying import Deadline, RetryPolicy, parse_retry_after
-from digitcloud.sessions import may_have_reached_server as _sent
+from digitcloud.sessions import may_have_reached_server
 
 BASE = "https://api.example.test"
 TOKEN = "r8_unit_SENTINEL_token"
@@ -38,10 +38,10 @@ def backend(**kwargs: object) -> ReplicateBackend:
 def test_which_failures_may_have_reached_the_server() -> None:
     pool = urllib3.HTTPConnectionPool("api.example.test")
     refused = urllib3.exceptions.NewConnectionError(pool, "refused")
-    assert not _sent(requests.ConnectTimeout())
-    assert not _sent(requests.ConnectionError(urllib3.exceptions.MaxRetryError(pool, "/", refused)))
-    assert _sent(requests.ConnectionError(urllib3.exceptions.ProtocolError("Connection aborted")))
-    assert _sent(requests.ReadTimeout())
+    assert not may_have_reached_server(requests.ConnectTimeout())
+    assert not may_have_reached_server(requests.ConnectionError(urllib3.exceptions.MaxRetryError(pool, "/", refused)))
+    assert may_have_reached_server(requests.ConnectionError(urllib3.exceptions.ProtocolError("Connection aborted")))
+    assert may_have_reached_server(requests.ReadTimeout())
 
 
 def test_retry_after_in_seconds_or_as_a_date() -> None:
