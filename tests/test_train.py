@@ -16,7 +16,7 @@ torch = pytest.importorskip("torch")
 from digitcloud import model as spec  # noqa: E402
 from train import data  # noqa: E402
 from train.__main__ import main as train_main  # noqa: E402
-from train.recipe import Recipe, train  # noqa: E402
+from train.recipe import Recipe, recalibrate_batchnorm, train  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -92,6 +92,7 @@ def test_smoke_run_writes_loadable_weights_metadata_and_pictures(
     meta = json.loads((out / "smoke.json").read_text())
     assert meta["sha256"] == spec.sha256_of(out / "smoke.safetensors")
     assert meta["data"]["train"] == 40 and meta["data"]["validation"] == 20
+    assert meta["data"]["validation_held_out"] is True and meta["validation"]["held_out"] is True
     assert meta["recipe"]["epochs"] == 1 and meta["recipe"]["seed"] == 0
     assert meta["recipe"]["teachers"] == 1 and len(meta["teachers"]) == 1
     assert meta["teachers"][0]["history"][0]["epoch"] == 1
@@ -265,6 +266,7 @@ def test_recalibration_fits_batchnorm_statistics_to_the_weights_and_republishes(
     again = json.loads((out / "again.json").read_text())
     assert again["batchnorm_recalibrated"]["from"]["sha256"] == meta["sha256"]
     assert again["recipe"] == meta["recipe"] and again["validation"]["accuracy"] >= 0
+    assert again["batchnorm_recalibrated"]["digits"] == 40 and again["validation"]["held_out"] is True
     spec.load_model(path=out / "again.safetensors", sha256=again["sha256"])
     (tmp_path / "other").mkdir()
     write_idx(tmp_path / "other", small[0][::-1].copy(), small[1][::-1].copy())
@@ -310,3 +312,38 @@ def test_init_fine_tunes_from_exported_weights_and_records_them(
     # and --init cannot be combined with --pretrained
     with pytest.raises(SystemExit):
         train_main([*tuned_args, "--init", str(source), "--pretrained"])
+
+
+def test_final_trains_on_the_validation_digits_too_and_says_so(
+    tmp_path: Path, small: tuple[np.ndarray, np.ndarray], capsys: pytest.CaptureFixture[str]
+) -> None:
+    import copy
+
+    # given data whose last 20 digits, the validation split, are blank pages
+    images = small[0].copy()
+    images[-20:] = 0
+    write_idx(tmp_path / "mnist", images, small[1])
+    args = ["--data", str(tmp_path / "mnist"), "--val-size", "20", "--device", "cpu", "--teachers", "0"]
+    args += ["--epochs", "1", "--batch-size", "20", "--checkpoint-dir", str(tmp_path / "c")]
+
+    # when the final model trains (it ends by re-estimating its BatchNorm statistics over its training digits)
+    assert train_main([*args, "--final", "--out", str(tmp_path / "w"), "--name", "final"]) == 0
+
+    # then it trained on all 60, and the metadata and the printout say the validation digits were among them
+    assert "NOT held out" in capsys.readouterr().out
+    meta = json.loads((tmp_path / "w" / "final.json").read_text())
+    assert meta["data"]["train"] == 60 and meta["data"]["validation"] == 20
+    assert meta["data"]["validation_held_out"] is False and meta["validation"]["held_out"] is False
+    net = spec.load_model(path=tmp_path / "w" / "final.safetensors", sha256=meta["sha256"])
+    over_all = recalibrate_batchnorm(copy.deepcopy(net), images).bn1.running_mean
+    over_first_40 = recalibrate_batchnorm(copy.deepcopy(net), images[:40]).bn1.running_mean
+    torch.testing.assert_close(net.bn1.running_mean, over_all, atol=2e-3, rtol=2e-3)
+    assert not torch.allclose(net.bn1.running_mean, over_first_40, atol=2e-3, rtol=2e-3)
+
+    # and re-estimating its statistics later uses every digit too, and keeps saying so
+    from train.recalibrate import main as recalibrate_main
+
+    weights = ["--weights", str(tmp_path / "w" / "final.safetensors"), "--sha256", meta["sha256"]]
+    assert recalibrate_main([*weights, *args[:4], "--out", str(tmp_path / "w"), "--name", "again"]) == 0
+    again = json.loads((tmp_path / "w" / "again.json").read_text())
+    assert again["batchnorm_recalibrated"]["digits"] == 60 and again["validation"]["held_out"] is False

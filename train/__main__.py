@@ -53,6 +53,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=None,
         help="digits held out at the end of the data (default 10,000, or 1/6 if smaller)",
     )
+    p.add_argument(
+        "--final",
+        action="store_true",
+        help="train on all the digits, the validation ones included: the final model, once the recipe "
+        "was chosen on held-out digits (the validation numbers then read digits it learnt from)",
+    )
     p.add_argument("--limit", type=int, default=None, help="use only the first N digits (smoke runs)")
     p.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
@@ -110,7 +116,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     data = load(args.data).subset(args.limit)
     train_set, val_set = split(data, args.val_size)
-    print(f"data: {data.source}, {len(train_set)} train / {len(val_set)} validation, device {device}")
+    if args.final:
+        train_set = data  # the validation digits stay the yardstick, but no longer a held-out one
+    held_out = "held out" if not args.final else "NOT held out: --final trains on them"
+    print(f"data: {data.source}, {len(train_set)} train / {len(val_set)} validation ({held_out}), device {device}")
 
     began = time.perf_counter()
     try:
@@ -136,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     publish(
         trained.model,
         val_set,
+        not args.final,
         args.out,
         args.name,
         {
@@ -147,6 +157,7 @@ def main(argv: list[str] | None = None) -> int:
                 "sha256": data.sha256(),
                 "train": len(train_set),
                 "validation": len(val_set),
+                "validation_held_out": not args.final,
             },
             "history": trained.history,
             "teachers": trained.teachers,

@@ -40,9 +40,14 @@ def export(net: nn.Module, out_dir: Path, name: str, metadata: dict[str, Any]) -
     return path, sha
 
 
-def publish(net: nn.Module, val_set: Dataset, out_dir: Path, name: str, metadata: dict[str, Any]) -> tuple[Path, str]:
+def publish(
+    net: nn.Module, val_set: Dataset, held_out: bool, out_dir: Path, name: str, metadata: dict[str, Any]
+) -> tuple[Path, str]:
     """Measure ``net`` on the validation digits, then write the weights, the metadata (with the
-    validation numbers added), the confusion matrix and the misclassified grid into ``out_dir``."""
+    validation numbers added), the confusion matrix and the misclassified grid into ``out_dir``.
+
+    ``held_out`` False (``train --final``): ``net`` learnt from those digits, and every number and
+    picture says so."""
     predicted = predict_probabilities(net.eval(), val_set.images, batch_size=1024).argmax(1)
     matrix = confusion_matrix(val_set.labels, predicted)
     accuracy = float((predicted == val_set.labels).mean())
@@ -50,13 +55,15 @@ def publish(net: nn.Module, val_set: Dataset, out_dir: Path, name: str, metadata
         "accuracy": accuracy,
         "errors": int((predicted != val_set.labels).sum()),
         "per_class_accuracy": {str(d): float(matrix[d, d] / max(1, matrix[d].sum())) for d in range(10)},
+        "held_out": held_out,
     }
+    caveat = "" if held_out else " (trained on: not held out)"
     path, sha = export(net, out_dir, name, {**metadata, "validation": validation})
     draw_confusion_matrix(
-        matrix, out_dir / f"{name}.confusion.png", f"{name}: validation {accuracy:.2%} on {len(val_set)} digits"
+        matrix, out_dir / f"{name}.confusion.png", f"{name}: validation {accuracy:.2%} on {len(val_set)} digits{caveat}"
     )
     drawn = draw_misclassified(val_set.images, val_set.labels, predicted, out_dir / f"{name}.misclassified.png")
-    print(f"validation accuracy {accuracy:.4%} ({drawn} misclassified drawn)")
+    print(f"validation accuracy{caveat} {accuracy:.4%} ({drawn} misclassified drawn)")
     print(f"wrote {path} sha256 {sha}")
     print(f'to ship it, pin it in digitcloud/model.py: Weights(filename="{path.name}", sha256="{sha}")')
     return path, sha

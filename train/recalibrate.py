@@ -39,6 +39,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {args.data} is not the data {args.weights.name} was trained on", file=sys.stderr)
         return 2
     train_set, val_set = split(data, args.val_size)
+    held_out = original["data"].get("validation_held_out", True)
+    if not held_out:  # trained with --final: on every digit
+        train_set = data
     net = load_model(path=args.weights, sha256=args.sha256)
     began = time.perf_counter()
     recalibrate_batchnorm(net, train_set.images)
@@ -52,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         "seconds": round(seconds, 1),
         "hardware": f"cpu x{torch.get_num_threads()} threads",
     }
-    publish(net, val_set, args.out, args.name, kept)
+    publish(net, val_set, held_out, args.out, args.name, kept)
     return 0
 
 
