@@ -142,6 +142,9 @@ def test_resume_continues_where_it_stopped_and_matches_an_uninterrupted_run(
             resume=True,
             log=lambda _: None,
         )
+    # the same recipe on the validation digits too (what --final trains on): not the run it resumes
+    with pytest.raises(ValueError, match="trained on different digits"):
+        train(recipe, ds, val_set, tmp_path / "b", device, resume=True, log=lambda _: None)
 
 
 def test_pretrained_offline_is_a_clear_error(

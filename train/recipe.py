@@ -178,11 +178,14 @@ class _Run:
 
         self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
         last = self.checkpoint_dir / "last.pt"
+        train_digits = train_set.sha256()
         if resume and last.exists():
             # Our own file, but still loaded with weights_only: a checkpoint is never trusted to run code.
             state = torch.load(last, map_location=device, weights_only=True)
             if state["recipe"] != dataclasses.asdict(recipe):
                 raise ValueError(f"{last} was written by a different recipe: {state['recipe']}")
+            if state.get("train_digits", train_digits) != train_digits:  # checkpoints before this check lack it
+                raise ValueError(f"{last} was trained on different digits (--final, --limit or --val-size changed?)")
             net.load_state_dict(state["model"])
             if ema is not None:
                 ema.load_state_dict(state["ema"])
@@ -233,6 +236,7 @@ class _Run:
                 {
                     "epoch": epoch + 1,
                     "recipe": dataclasses.asdict(recipe),
+                    "train_digits": train_digits,
                     "model": net.state_dict(),
                     "ema": ema.state_dict() if ema is not None else None,
                     "optimizer": optimizer.state_dict(),
