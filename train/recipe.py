@@ -185,7 +185,9 @@ class _Run:
             if state["recipe"] != dataclasses.asdict(recipe):
                 raise ValueError(f"{last} was written by a different recipe: {state['recipe']}")
             if state.get("train_digits", train_digits) != train_digits:  # checkpoints before this check lack it
-                raise ValueError(f"{last} was trained on different digits (--final, --limit or --val-size changed?)")
+                raise ValueError(
+                    f"{last} was trained on different digits (other --data, or --final, --limit or --val-size changed?)"
+                )
             net.load_state_dict(state["model"])
             if ema is not None:
                 ema.load_state_dict(state["ema"])
