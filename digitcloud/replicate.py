@@ -1,4 +1,5 @@
-"""Replicate's HTTP API, the data plane: create, wait, poll, cancel, and file uploads, over requests.
+"""Replicate's HTTP API, the data plane: create, wait, poll, cancel, and file uploads (deleted once
+their prediction is over), over requests.
 
 Safety rules (DESIGN.md §6): a create is retried blindly only when it cannot have reached the
 server (connection refused, DNS, connect timeout) or was refused with 429. After an ambiguous
@@ -34,7 +35,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any, NoReturn
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import numpy as np
 import requests
@@ -252,8 +253,22 @@ class ReplicateBackend:
 
     def _predict(self, digits: np.ndarray, stop: threading.Event) -> list[np.ndarray | str]:
         deadline = Deadline(self.timeout)
+        blob = write_digits_file(digits, compressed=True)
+        if len(blob) <= DATA_URI_LIMIT:
+            data_uri = "data:application/octet-stream;base64," + base64.b64encode(blob).decode("ascii")
+            return self._run_prediction(digits, data_uri, deadline, stop)
+        url, file_id = self._upload(blob, deadline)
+        try:
+            return self._run_prediction(digits, url, deadline, stop)
+        finally:  # the prediction is over, or given up and cancelled: its input is no longer needed
+            self._delete_upload(file_id)
+
+    def _run_prediction(
+        self, digits: np.ndarray, digits_input: str, deadline: Deadline, stop: threading.Event
+    ) -> list[np.ndarray | str]:
+        """Create the prediction of ``digits`` (sent as ``digits_input``), wait for it, cancel it when abandoned."""
         request_id = f"digitcloud-{uuid.uuid4().hex}"
-        payload = {"digits": self._digits_input(digits, deadline), "request_id": request_id}
+        payload = {"digits": digits_input, "request_id": request_id}
         prediction = self._create(payload, request_id, deadline, len(digits))
         prediction_id = str(prediction["id"])
         self._in_flight.add(prediction_id, self._cancel_url(prediction), stop)
@@ -311,14 +326,9 @@ class ReplicateBackend:
         )
         return None
 
-    def _digits_input(self, digits: np.ndarray, deadline: Deadline) -> str:
-        blob = write_digits_file(digits, compressed=True)
-        if len(blob) <= DATA_URI_LIMIT:
-            return "data:application/octet-stream;base64," + base64.b64encode(blob).decode("ascii")
-        return self._upload(blob, deadline)
-
-    def _upload(self, blob: bytes, deadline: Deadline) -> str:
-        """POST /v1/files; a duplicate upload costs storage, not compute, so every failure is retried."""
+    def _upload(self, blob: bytes, deadline: Deadline) -> tuple[str, str | None]:
+        """POST /v1/files: the file's URL for the prediction's input, and its id for the delete (``None``
+        when the answer has none). A duplicate upload costs storage, not compute, so every failure is retried."""
         reason = "no attempt made"
         for attempt in range(1, self.policy.attempts + 1):
             retry_after = None
@@ -331,9 +341,11 @@ class ReplicateBackend:
                     data={"filename": "digits.npz", "type": "application/octet-stream"},
                 )
                 if resp.status_code in (200, 201):
-                    url = _urls(read_json(resp)).get("get")
+                    uploaded = read_json(resp)
+                    url = _urls(uploaded).get("get")
                     if isinstance(url, str) and url:
-                        return url
+                        file_id = uploaded.get("id")
+                        return url, file_id if isinstance(file_id, str) and file_id else None
                     reason = "the files API answered without urls.get"
                 else:
                     if resp.status_code not in (429,) and resp.status_code < 500:
@@ -345,6 +357,27 @@ class ReplicateBackend:
             if not self._pause(attempt, retry_after, deadline):
                 break
         raise CloudUnavailableError(f"could not upload the batch to Replicate ({reason})")
+
+    def _delete_upload(self, file_id: str | None) -> None:
+        """DELETE /v1/files/{id}: one try of at most ~5 s, and none while the breaker is not closed. A file
+        left behind costs storage, not compute, until Replicate expires it (its ``expires_at``)."""
+        if file_id is None:
+            return
+        reason = "Replicate is failing (circuit not closed)"
+        if self.breaker.state == "closed":
+            try:
+                url = f"{self.base_url}/v1/files/{quote(file_id, safe='')}"
+                resp = self._request("DELETE", url, Deadline(5.0), read_timeout=5.0, gate=False)
+                if resp.status_code in (200, 204, 404):  # 404: already gone
+                    return
+                reason = f"HTTP {resp.status_code}"
+            except requests.RequestException as exc:
+                reason = type(exc).__name__
+        logger.warning(
+            "could not delete uploaded file %s (%s); Replicate deletes it when it expires",
+            self._token.redact(file_id[:64]),
+            reason,
+        )
 
     def _pause(self, attempt: int, retry_after: float | None, deadline: Deadline) -> bool:
         """Sleep before the next attempt; False when attempts or the deadline are spent."""

@@ -163,17 +163,56 @@ def test_bad_token_surfaces_and_is_never_shown(
     assert "SENTINEL" not in shown and "REPLICATE_API_TOKEN" in str(exc.value)
 
 
-def test_large_batch_goes_through_the_files_api(fake: FakeReplicate) -> None:
-    # noise inside the central 20x20 box: MNIST-shaped (passes through untouched) and incompressible
+@pytest.fixture(scope="module")
+def noise() -> np.ndarray:
+    """2,000 digits too big for a data URI: noise inside the central 20x20 box, MNIST-shaped (it
+    passes through untouched) and incompressible."""
     noise = np.zeros((2000, 28, 28), dtype=np.uint8)
     noise[:, 4:24, 4:24] = np.random.default_rng(0).integers(1, 256, (2000, 20, 20), dtype=np.uint8)
+    return noise
+
+
+def test_large_batch_goes_through_the_files_api_and_the_file_is_deleted(fake: FakeReplicate, noise: np.ndarray) -> None:
     results = quick(Client(model="owner/digitcloud", batch_size=2000)).classify(noise)
     sent = inputs.stack(inputs.load_items(inputs.expand(noise)))  # what the client normalised and sent
     assert [r.digit for r in results] == expected(sent)
-    assert len(fake.files) == 1
     (prediction,) = fake.predictions.values()
-    assert prediction["input"]["digits"].startswith(fake.url + "/v1/files/")
+    (file_id,) = fake.file_info
+    assert prediction["input"]["digits"] == fake.file_info[file_id]["urls"]["get"]
+    assert fake.deleted_files == [file_id]
+    # deleted only once the prediction was over: the DELETE is the client's last request
+    assert [(r["method"], r["path"]) for r in fake.requests[-1:]] == [("DELETE", f"/v1/files/{file_id}")]
     check_invariants(fake, results, len(noise))
+
+
+@pytest.mark.parametrize("fault", ["fail", "never_finish"])
+def test_an_uploaded_file_is_deleted_when_its_prediction_fails_or_is_abandoned(
+    fake: FakeReplicate, noise: np.ndarray, fault: str
+) -> None:
+    fake.inject("create", fault)
+    results = quick(Client(model="owner/digitcloud", backend="cloud", batch_size=2000, timeout=5)).classify(noise)
+    assert all(not r.ok for r in results)
+    (pid,) = fake.predictions
+    assert fake.predictions[pid]["status"] in ("failed", "canceled", "aborted")
+    assert len(fake.deleted_files) == 1
+    check_invariants(fake, results, len(noise))
+
+
+@pytest.mark.parametrize("fault", ["500", "drop"])
+def test_a_file_that_cannot_be_deleted_costs_a_warning_not_the_answers(
+    fake: FakeReplicate, noise: np.ndarray, fault: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake.inject("delete_file", fault)
+    with caplog.at_level(logging.WARNING, logger="digitcloud"):
+        results = quick(Client(model="owner/digitcloud", backend="cloud", batch_size=2000)).classify(noise)
+    sent = inputs.stack(inputs.load_items(inputs.expand(noise)))
+    assert [r.digit for r in results] == expected(sent)
+    (file_id,) = fake.files
+    assert f"could not delete uploaded file {file_id}" in caplog.text and "expires" in caplog.text
+    assert sum(r["method"] == "DELETE" for r in fake.requests) == 1  # one try: storage, not compute
+    assert TOKEN not in caplog.text
+    assert len(results) == len(noise)
+    check_ledger(fake, settle=0, files_kept=1)
 
 
 def test_no_token_means_local_with_a_notice_and_no_request(

@@ -223,3 +223,17 @@ def test_reconciling_reads_a_page_without_holding_its_inputs_and_outputs() -> No
     # (the page holds 100). Read whole, it was held twice (bytes and str, 2x the page), and parsed
     # whole with its 50,000 output entries as Python objects, 4.5x
     assert peak < 8 * len(page) / 100
+
+
+@responses.activate
+def test_an_upload_is_deleted_by_its_id_but_not_while_the_breaker_is_open(caplog: pytest.LogCaptureFixture) -> None:
+    deleted = responses.delete(f"{BASE}/v1/files/a%2Fb", status=204)  # an id is one path segment, quoted
+    b = backend()
+    b._delete_upload("a/b")
+    assert deleted.call_count == 1
+    b._delete_upload(None)  # the upload's answer had no id: nothing to delete
+    b.breaker.trip()
+    with caplog.at_level("WARNING", logger="digitcloud"):
+        b._delete_upload("a/b")
+    assert deleted.call_count == 1 and len(responses.calls) == 1  # an open breaker: no request at all
+    assert "could not delete uploaded file a/b (Replicate is failing" in caplog.text

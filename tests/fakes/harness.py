@@ -63,12 +63,13 @@ def check_results(results: list[Any], digits: np.ndarray) -> None:
             assert isinstance(r.error, DigitCloudError)
 
 
-def check_ledger(fake: FakeReplicate, *, settle: float = 2.0) -> None:
-    """No request_id became two predictions; nothing is left running; every create carried
-    Cancel-After and Prefer: wait; every body the server sent or got fits Replicate's spec; the
-    token travelled in the Authorization header only."""
+def check_ledger(fake: FakeReplicate, *, settle: float = 2.0, files_kept: int = 0) -> None:
+    """No request_id became two predictions; nothing is left running; every uploaded file but
+    ``files_kept`` was deleted; every create carried Cancel-After and Prefer: wait; every body the
+    server sent or got fits Replicate's spec; the token travelled in the Authorization header only."""
     assert all(count == 1 for count in fake.predictions_per_request_id().values()), "a batch ran twice"
     assert fake.settle(settle) == [], "predictions left running"
+    assert len(fake.files) == files_kept, "uploaded files left behind"
     assert fake.schema_errors == [], "a body broke Replicate's OpenAPI spec"
     for create in fake.accepted_creates:
         assert create.get("Cancel-After", "").endswith("s") and int(create["Cancel-After"][:-1]) >= 5

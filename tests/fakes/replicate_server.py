@@ -2,7 +2,7 @@
 
 Speaks what digitcloud uses: predictions (create via version, model or deployment; get; list with
 ``created_after`` and pagination; cancel), ``Prefer: wait``, ``Cancel-After``, files (multipart
-upload, download), ``GET /v1/account`` (the breaker's probe), and a 600/min create rate limit
+upload, get, delete), ``GET /v1/account`` (the breaker's probe), and a 600/min create rate limit
 answered with 429 + ``Retry-After``.
 
 Faults (``inject(endpoint, fault)``, one per call, ``"ok"`` for none; ``fault:arg`` passes an argument):
@@ -18,7 +18,7 @@ Faults (``inject(endpoint, fault)``, one per call, ``"ok"`` for none; ``fault:ar
   ``400``, ``404``, ``422`` (refused).
 - get (a poll): ``drop``, ``500``, ``deep`` (JSON nested 100,000 deep), ``stall_body``, ``trickle``,
   ``huge_body[:declared]``.
-- list: ``500``. files: ``500``. cancel: ``500``, ``drop``.
+- list: ``500``. files (an upload): ``500``. delete_file: ``500``, ``drop``. cancel: ``500``, ``drop``.
 - ``outage = 503`` answers every API request with that status until set back to ``None``.
 Predictions run ``model_fn(digits) -> probabilities`` in a background thread; the output is built
 with ``digitcloud.model.prediction_entries``, exactly as predict.py builds it.
@@ -30,6 +30,7 @@ import base64
 import contextlib
 import datetime as dt
 import email.parser
+import hashlib
 import http.server
 import json
 import tempfile
@@ -60,8 +61,8 @@ def oracle(digits: np.ndarray) -> np.ndarray:
     return probs
 
 
-def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat().replace("+00:00", "Z")
+def _now(later: dt.timedelta = dt.timedelta(0)) -> str:
+    return (dt.datetime.now(dt.timezone.utc) + later).isoformat().replace("+00:00", "Z")
 
 
 class FakeReplicate:
@@ -85,7 +86,9 @@ class FakeReplicate:
         self.lock = threading.Lock()
         self.predictions: dict[str, dict[str, Any]] = {}
         self.done: dict[str, threading.Event] = {}
-        self.files: dict[str, bytes] = {}
+        self.files: dict[str, bytes] = {}  # uploads not deleted yet
+        self.file_info: dict[str, dict[str, Any]] = {}  # every upload's file object, deleted ones included
+        self.deleted_files: list[str] = []
         self.faults: dict[str, deque[str]] = {}
         self.requests: list[dict[str, Any]] = []  # method, path, headers, body: for leak checks
         self.cancels: list[str] = []
@@ -152,7 +155,8 @@ class FakeReplicate:
     # ------------------------------------------------------------------ faults and ledger
 
     def inject(self, endpoint: str, fault: str, times: int = 1) -> None:
-        """Queue ``fault`` for the next ``times`` calls of ``endpoint`` ("create", "get", "list", "files")."""
+        """Queue ``fault`` for the next ``times`` calls of ``endpoint`` ("create", "get", "list", "files",
+        "delete_file")."""
         self.faults.setdefault(endpoint, deque()).extend([fault] * times)
 
     def _fault(self, endpoint: str) -> str | None:
@@ -192,7 +196,7 @@ class FakeReplicate:
         if value.startswith("data:"):
             blob = base64.b64decode(value.split(",", 1)[1])
         else:
-            blob = self.files[value.rstrip("/").split("/")[-2]]
+            blob = self.files[value.rstrip("/").split("/")[-1]]
         with tempfile.TemporaryDirectory() as tmp:
             path = f"{tmp}/digits.npz"
             with open(path, "wb") as f:
@@ -430,16 +434,19 @@ class FakeReplicate:
                     self._send(400, {"detail": "content is required"})
                     return
                 fid = uuid.uuid4().hex[:12]
-                fake.files[fid] = content
-                self._send(
-                    201,
-                    {
+                with fake.lock:
+                    fake.files[fid] = content
+                    fake.file_info[fid] = {
                         "id": fid,
                         "size": len(content),
                         "content_type": "application/octet-stream",
-                        "urls": {"get": f"{fake.url}/v1/files/{fid}/download"},
-                    },
-                )
+                        "checksums": {"sha256": hashlib.sha256(content).hexdigest()},
+                        "metadata": {},
+                        "created_at": _now(),
+                        "expires_at": _now(dt.timedelta(days=1)),
+                        "urls": {"get": f"{fake.url}/v1/files/{fid}"},
+                    }
+                self._send(201, fake.file_info[fid], schema="schemas_file_response")
 
             def _create(self, raw: bytes) -> None:
                 fault, _, arg = (fake._fault("create") or "").partition(":")
@@ -517,13 +524,17 @@ class FakeReplicate:
 
             def do_GET(self) -> None:
                 parts = urlsplit(self.path)
-                if parts.path.startswith("/v1/files/") and parts.path.endswith("/download"):
-                    self._send(200, fake.files[parts.path.split("/")[-2]])
-                    return
                 if not self._authorised(b""):
                     return
                 if fake.outage:
                     self._send(fake.outage, {"detail": "Service unavailable"})
+                    return
+                if parts.path.startswith("/v1/files/"):
+                    info = fake.file_info.get(parts.path.split("/")[3])
+                    if info is None or info["id"] not in fake.files:
+                        self._send(404, {"detail": "File not found"})
+                    else:
+                        self._send(200, info, schema="schemas_file_response")
                     return
                 if parts.path == "/v1/account":
                     self._send(200, {"type": "user", "username": "digitcloud-tests", "name": "Tests"})
@@ -563,6 +574,32 @@ class FakeReplicate:
                         self._send(200, fake.snapshot(pid), schema="schemas_prediction_response")
                     return
                 self._send(404, {"detail": "Not found"})
+
+            def do_DELETE(self) -> None:
+                path = urlsplit(self.path).path
+                if not self._authorised(b""):
+                    return
+                if fake.outage:
+                    self._send(fake.outage, {"detail": "Service unavailable"})
+                    return
+                if not path.startswith("/v1/files/"):
+                    self._send(404, {"detail": "Not found"})
+                    return
+                fault = fake._fault("delete_file")
+                if fault == "drop":
+                    self._drop()
+                    return
+                if fault == "500":
+                    self._send(500, {"detail": "Internal server error"})
+                    return
+                with fake.lock:
+                    found = fake.files.pop(path.split("/")[3], None) is not None
+                    if found:
+                        fake.deleted_files.append(path.split("/")[3])
+                if found:
+                    self._send(204, b"")
+                else:
+                    self._send(404, {"detail": "File not found"})
 
             def _list(self, query: dict[str, list[str]]) -> None:
                 if fake._fault("list") == "500":
