@@ -5,8 +5,10 @@
 The fake API (tests/fakes/replicate_server.py) runs in a child process, so the memory measured is
 the client's alone (the fake keeps a ledger of every request and prediction, which grows). Its
 fault queues are filled up front with a seeded random schedule: about ``--fault-rate`` of the
-creates, polls, lists and uploads meet a 429, a 5xx, a dropped connection, a reset after the
-prediction was created, an unreadable body, a failed or aborted run or a short output.
+creates, polls, lists, uploads and deletes of uploads meet a 429, a 5xx, a dropped connection, a
+reset after the prediction was created, an unreadable body, a failed or aborted run or a short
+output. Batches are uploaded only when they compress to over 256 KB: ``--batch-size 2000`` does,
+the default 500 (~90 KB, a data URI) does not.
 
 The digits stream in lazily (a generator of 1,000-digit arrays) and results are consumed as
 ``classify_iter`` yields them, so memory should not grow with the run. Checked at the end:
@@ -62,6 +64,7 @@ FAULTS = {
     "get": [("drop", 1), ("500", 1)],
     "list": [("500", 1)],
     "files": [("500", 1)],
+    "delete_file": [("500", 1), ("drop", 1)],
 }
 NO_FAULT = "none"  # any name the fake does not know is a normal answer
 
@@ -102,6 +105,8 @@ def serve_fake(rate: float, calls: int, seed: int) -> None:
             "duplicated_request_ids": sum(1 for n in per_request.values() if n > 1),
             "unfinished": len(fake.unfinished()),
             "cancels": len(fake.cancels),
+            "uploads": len(fake.file_info),
+            "files_left": len(fake.files),
             "requests": len(fake.requests),
             "faults": {endpoint: dict(counts) for endpoint, counts in consumed.items()},
             "token_in_url_or_body": sum(1 for r in fake.requests if TOKEN in r["path"] or TOKEN.encode() in r["body"]),
@@ -243,6 +248,7 @@ def main() -> None:
           f"{server['cancels']} cancels, duplicated request_ids {server['duplicated_request_ids']}, "
           f"unfinished {server['unfinished']}, token in a URL or body {server['token_in_url_or_body']}")  # fmt: skip
     print(f"faults met: {injected} — {json.dumps(server['faults'])}")
+    print(f"uploads: {server['uploads']}, left undeleted {server['files_left']} (a failed delete leaves one)")
     print(f"RSS MB: start (after 5 %) {warm:.1f}, end {end:.1f}, peak sampled {peak:.1f}, ru_maxrss {maxrss:.1f}")
     print(f"threads {threads_before} -> {threads_after}; open fds {fds_before} -> {fds_after} "
           f"({fds_after_gc} after gc.collect(), which found {cycles:,} unreachable objects)")  # fmt: skip
