@@ -170,8 +170,10 @@ class _Graph:
             self.op("GlobalAveragePool", inputs, name)
             self.sizes[name] = (1, 1)
         elif kind == "Linear":
-            weight, bias = self.const(f"{name}_w", _array(module.weight)), self.const(f"{name}_b", _array(module.bias))
-            self.op("Gemm", [*inputs, weight, bias], name, transB=1)
+            params = [self.const(f"{name}_w", _array(module.weight))]
+            if module.bias is not None:  # Gemm's C is optional
+                params.append(self.const(f"{name}_b", _array(module.bias)))
+            self.op("Gemm", [*inputs, *params], name, transB=1)
         else:
             raise UnsupportedGraph(f"{name}: a {kind} is not translated")
 

@@ -72,6 +72,29 @@ def test_only_the_2x2_maps_become_matrices(prepared: torch.nn.Module) -> None:
     assert [i.name for i in graph.input] == ["digits"] and [o.name for o in graph.output] == ["probabilities"]
 
 
+class _Small(torch.nn.Module):
+    """Every module kind the translation knows, on a small net; the classifier with or without bias."""
+
+    def __init__(self, bias: bool) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(1, 4, 3, stride=2, padding=1)
+        self.relu = torch.nn.ReLU()
+        self.pool = torch.nn.MaxPool2d(3, stride=2, padding=1)
+        self.avg = torch.nn.AdaptiveAvgPool2d(1)
+        self.fc = torch.nn.Linear(4, 10, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.flatten(self.avg(self.pool(self.relu(self.conv(x)))), 1))
+
+
+@pytest.mark.parametrize("bias", [True, False], ids=["fc_with_bias", "fc_without_bias"])
+def test_a_small_net_translates_with_or_without_the_classifiers_bias(bias: bool, digits: np.ndarray) -> None:
+    torch.manual_seed(0)
+    net = torch.fx.symbolic_trace(_Small(bias).eval())
+    expected = spec.predict_probabilities(net, digits)
+    np.testing.assert_allclose(onnx_graph.OnnxModel(net, num_threads=1).predict(digits), expected, atol=1e-5)
+
+
 def test_a_node_it_cannot_translate_is_refused_by_name() -> None:
     net = torch.fx.symbolic_trace(torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.Sigmoid()))
     with pytest.raises(onnx_graph.UnsupportedGraph, match="Sigmoid"):
