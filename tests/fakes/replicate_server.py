@@ -2,7 +2,7 @@
 
 Speaks what digitcloud uses: predictions (create via version, model or deployment; get; list with
 ``created_after`` and pagination; cancel), ``Prefer: wait``, ``Cancel-After``, files (multipart
-upload, get, delete), ``GET /v1/account`` (the breaker's probe), and a 600/min create rate limit
+upload, delete), ``GET /v1/account`` (the breaker's probe), and a 600/min create rate limit
 answered with 429 + ``Retry-After``.
 
 Faults (``inject(endpoint, fault)``, one per call, ``"ok"`` for none; ``fault:arg`` passes an argument):
@@ -529,13 +529,6 @@ class FakeReplicate:
                 if fake.outage:
                     self._send(fake.outage, {"detail": "Service unavailable"})
                     return
-                if parts.path.startswith("/v1/files/"):
-                    info = fake.file_info.get(parts.path.split("/")[3])
-                    if info is None or info["id"] not in fake.files:
-                        self._send(404, {"detail": "File not found"})
-                    else:
-                        self._send(200, info, schema="schemas_file_response")
-                    return
                 if parts.path == "/v1/account":
                     self._send(200, {"type": "user", "username": "digitcloud-tests", "name": "Tests"})
                     return
@@ -592,10 +585,11 @@ class FakeReplicate:
                 if fault == "500":
                     self._send(500, {"detail": "Internal server error"})
                     return
+                fid = path.split("/")[3]
                 with fake.lock:
-                    found = fake.files.pop(path.split("/")[3], None) is not None
+                    found = fake.files.pop(fid, None) is not None
                     if found:
-                        fake.deleted_files.append(path.split("/")[3])
+                        fake.deleted_files.append(fid)
                 if found:
                     self._send(204, b"")
                 else:
