@@ -13,9 +13,12 @@ from tests.conftest import stroke_digits, write_idx, write_kaggle_csv
 
 torch = pytest.importorskip("torch")
 
+from safetensors import safe_open  # noqa: E402
+
 from digitcloud import model as spec  # noqa: E402
 from train import data  # noqa: E402
 from train.__main__ import main as train_main  # noqa: E402
+from train.export import export, safetensors_bytes  # noqa: E402
 from train.recipe import Recipe, recalibrate_batchnorm, train  # noqa: E402
 
 
@@ -103,6 +106,25 @@ def test_smoke_run_writes_loadable_weights_metadata_and_pictures(
     for picture in ("smoke.confusion.png", "smoke.misclassified.png"):
         with Image.open(out / picture) as img:
             assert img.size[0] > 100
+
+
+def test_export_writes_the_same_bytes_for_the_same_tensors(tmp_path: Path) -> None:
+    # safetensors alone orders these keys differently from one call to the next
+    metadata = {f"key{i}": str(i) for i in range(6)}
+    state = {"b": torch.arange(6, dtype=torch.float16), "a": torch.ones(2, 3)}
+    files = {safetensors_bytes(state, metadata) for _ in range(20)}
+    assert len(files) == 1
+    (tmp_path / "w.safetensors").write_bytes(files.pop())
+    with safe_open(tmp_path / "w.safetensors", "pt") as f:
+        assert f.metadata() == metadata and set(f.keys()) == set(state)
+        for name, tensor in state.items():
+            assert torch.equal(f.get_tensor(name), tensor), name
+
+
+def test_exporting_the_shipped_model_rewrites_its_file_byte_for_byte(tmp_path: Path) -> None:
+    path, sha = export(spec.load_model(), tmp_path, spec.WEIGHTS.path.stem, {})
+    assert sha == spec.WEIGHTS.sha256
+    assert path.read_bytes() == spec.WEIGHTS.path.read_bytes()
 
 
 def test_resume_continues_where_it_stopped_and_matches_an_uninterrupted_run(

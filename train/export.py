@@ -9,12 +9,29 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import save
 from torch import nn
 
 from digitcloud.model import predict_probabilities, sha256_of
 from train.data import Dataset
 from train.report import confusion_matrix, draw_confusion_matrix, draw_misclassified
+
+
+def safetensors_bytes(state: dict[str, torch.Tensor], metadata: dict[str, str]) -> bytes:
+    """The safetensors file of ``state``, the same bytes every time for the same tensors.
+
+    safetensors keeps ``__metadata__`` in a Rust HashMap, whose order changes from one call to the
+    next: two runs that trained bit-identical tensors wrote files with different sha256s. The keys
+    are put back in the order given; the header keeps its length, so the tensor offsets stand.
+    """
+    blob = save(state, metadata=metadata)
+    size = int.from_bytes(blob[:8], "little")
+    header = json.loads(blob[8 : 8 + size])
+    header["__metadata__"] = metadata
+    text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
+    if len(text) > size:  # cannot happen while the keys only move: same bytes, other order
+        raise RuntimeError(f"safetensors header grew from {size} to {len(text)} bytes")
+    return blob[:8] + text.ljust(size) + blob[8 + size :]
 
 
 def export(net: nn.Module, out_dir: Path, name: str, metadata: dict[str, Any]) -> tuple[Path, str]:
@@ -26,7 +43,7 @@ def export(net: nn.Module, out_dir: Path, name: str, metadata: dict[str, Any]) -
         k: v.detach().to("cpu", torch.float16 if v.is_floating_point() else v.dtype).contiguous()
         for k, v in net.state_dict().items()
     }
-    save_file(state, str(path), metadata={"format": "pt", "architecture": "resnet34-1ch-10cls"})
+    path.write_bytes(safetensors_bytes(state, {"format": "pt", "architecture": "resnet34-1ch-10cls"}))
     sha = sha256_of(path)
     meta = {
         "weights": path.name,
