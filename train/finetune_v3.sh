@@ -15,6 +15,11 @@ shift 2
 V2_COMMIT=eb606f4
 V2_SHA256=6bab65baae9e3fbd199faa47f86f9767ccfa1a574ba4d50b0f0cb4ad884dcf4c
 
+if ! git cat-file -e "$V2_COMMIT^{commit}" 2>/dev/null; then
+  echo "finetune_v3.sh: v2's weights come from git history (commit $V2_COMMIT), which this checkout" \
+    "lacks: run 'git fetch --unshallow' (a --depth clone) or use a full git clone" >&2
+  exit 2
+fi
 mkdir -p "$OUT"
 git show "$V2_COMMIT:digitcloud/weights/digitcloud-resnet34-v2.safetensors" > "$OUT/digitcloud-resnet34-v2.safetensors"
 echo "$V2_SHA256  $OUT/digitcloud-resnet34-v2.safetensors" | sha256sum --check --quiet
