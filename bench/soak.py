@@ -16,6 +16,8 @@ The digits stream in lazily (a generator of 1,000-digit arrays) and results are 
 * nothing lost: exactly one result per input, indices 0..N-1 in order, each a digit or an error;
 * every digit answered is right (the fake's model is an oracle: sum of pixels mod 10);
 * no request_id turned into two predictions, and nothing left running on the server;
+* every uploaded file left undeleted was named in a warning (the fake's faults strike before it
+  stores or deletes anything, so the two counts must be equal);
 * RSS sampled every 0.25 s: start (after the first 5 %), end, peak, and ``ru_maxrss``; threads
   and open file descriptors before and after, and the objects left in reference cycles at the end
   (``gc.collect()``'s count).
@@ -29,6 +31,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import logging
 import os
 import random
 import resource
@@ -156,6 +159,17 @@ class RssSampler(threading.Thread):
             self.samples.append((time.perf_counter() - self.t0, self.progress[0], rss))
 
 
+class WarningCounter(logging.Handler):
+    """Counts the log records whose message starts with ``prefix``."""
+
+    def __init__(self, prefix: str) -> None:
+        super().__init__(logging.WARNING)
+        self.prefix, self.count = prefix, 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.count += record.getMessage().startswith(self.prefix)
+
+
 def open_fds() -> int:
     return len(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else -1
 
@@ -203,6 +217,8 @@ def main() -> None:
     client._cloud.policy = RetryPolicy(  # type: ignore[union-attr]
         base_delay=0.02, max_delay=0.5, retry_after_cap=0.2, rng=_random.Random(args.seed)
     )
+    undeleted_warnings = WarningCounter("could not delete uploaded file")
+    logging.getLogger("digitcloud").addHandler(undeleted_warnings)
     sampler.start()
     t0 = time.perf_counter()
     with client:
@@ -248,7 +264,8 @@ def main() -> None:
           f"{server['cancels']} cancels, duplicated request_ids {server['duplicated_request_ids']}, "
           f"unfinished {server['unfinished']}, token in a URL or body {server['token_in_url_or_body']}")  # fmt: skip
     print(f"faults met: {injected} — {json.dumps(server['faults'])}")
-    print(f"uploads: {server['uploads']}, left undeleted {server['files_left']} (a failed delete leaves one)")
+    print(f"uploads: {server['uploads']}, left undeleted {server['files_left']} (a failed delete leaves one), "
+          f"warnings naming one {undeleted_warnings.count}")  # fmt: skip
     print(f"RSS MB: start (after 5 %) {warm:.1f}, end {end:.1f}, peak sampled {peak:.1f}, ru_maxrss {maxrss:.1f}")
     print(f"threads {threads_before} -> {threads_after}; open fds {fds_before} -> {fds_after} "
           f"({fds_after_gc} after gc.collect(), which found {cycles:,} unreachable objects)")  # fmt: skip
@@ -258,7 +275,9 @@ def main() -> None:
         _, done, rss = min(samples, key=lambda s: abs(s[1] - target))
         print(f"  {done:>9,}: {rss:7.1f}")
     lost = progress[0] != args.digits or out_of_order or never
-    if lost or wrong or server["duplicated_request_ids"] or server["unfinished"] or server["token_in_url_or_body"]:
+    unwarned = server["files_left"] != undeleted_warnings.count
+    leaks = server["duplicated_request_ids"] or server["unfinished"] or server["token_in_url_or_body"] or unwarned
+    if lost or wrong or leaks:
         print("INVARIANT VIOLATED")
         sys.exit(1)
 
