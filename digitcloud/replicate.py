@@ -257,7 +257,7 @@ class ReplicateBackend:
         if len(blob) <= DATA_URI_LIMIT:
             data_uri = "data:application/octet-stream;base64," + base64.b64encode(blob).decode("ascii")
             return self._run_prediction(digits, data_uri, deadline, stop)
-        url, file_id = self._upload(blob, deadline)
+        url, file_id = self._upload(blob, deadline, stop)
         try:
             return self._run_prediction(digits, url, deadline, stop)
         finally:  # the prediction is over, or given up and cancelled: its input is no longer needed
@@ -269,7 +269,7 @@ class ReplicateBackend:
         """Create the prediction of ``digits`` (sent as ``digits_input``), wait for it, cancel it when abandoned."""
         request_id = f"digitcloud-{uuid.uuid4().hex}"
         payload = {"digits": digits_input, "request_id": request_id}
-        prediction = self._create(payload, request_id, deadline, len(digits))
+        prediction = self._create(payload, request_id, deadline, len(digits), stop)
         prediction_id = str(prediction["id"])
         self._in_flight.add(prediction_id, self._cancel_url(prediction), stop)
         try:
@@ -326,7 +326,7 @@ class ReplicateBackend:
         )
         return None
 
-    def _upload(self, blob: bytes, deadline: Deadline) -> tuple[str, str | None]:
+    def _upload(self, blob: bytes, deadline: Deadline, stop: threading.Event) -> tuple[str, str | None]:
         """POST /v1/files: the file's URL for the prediction's input, and its id for the delete (``None``
         when the answer has none). A duplicate upload costs storage, not compute, so every failure is retried."""
         reason = "no attempt made"
@@ -354,7 +354,7 @@ class ReplicateBackend:
                     retry_after = parse_retry_after(resp.headers.get("Retry-After"), self.wall_clock)
             except (requests.RequestException, ValueError) as exc:
                 reason = type(exc).__name__
-            if not self._pause(attempt, retry_after, deadline):
+            if not self._pause(attempt, retry_after, deadline, stop):
                 break
         raise CloudUnavailableError(f"could not upload the batch to Replicate ({reason})")
 
@@ -379,33 +379,47 @@ class ReplicateBackend:
             reason,
         )
 
-    def _pause(self, attempt: int, retry_after: float | None, deadline: Deadline) -> bool:
-        """Sleep before the next attempt; False when attempts or the deadline are spent."""
+    def _pause(
+        self, attempt: int, retry_after: float | None, deadline: Deadline, stop: threading.Event | None = None
+    ) -> bool:
+        """Sleep before the next attempt; False when attempts or the deadline are spent. With ``stop``,
+        the sleep ends when it is set, and this raises ``CloudUnavailableError`` (the caller gave up)."""
         if attempt >= self.policy.attempts:
             return False
         delay = self.policy.backoff(attempt, retry_after)
         if not deadline.fits(delay):
             return False
-        self.policy.sleep(delay)
+        if stop is None:
+            self.policy.sleep(delay)
+        elif not self.policy.wait(delay, stop):
+            raise _gave_up("stopped retrying")
         return True
 
-    def _hold(self, deadline: Deadline) -> None:
+    def _hold(self, deadline: Deadline, stop: threading.Event) -> None:
         """Wait out a ``Retry-After`` that an earlier create (of any chunk) was given."""
         hold = self._hold_until - time.monotonic()
         if hold <= 0:
             return
         if not deadline.fits(hold):
             raise CloudUnavailableError(f"Replicate asked for {hold:.0f} s of quiet, past this batch's deadline")
-        self.policy.sleep(hold)
+        if not self.policy.wait(hold, stop):
+            raise _gave_up()
 
-    def _create(self, payload: dict[str, Any], request_id: str, deadline: Deadline, count: int) -> dict[str, Any]:
+    def _create(
+        self, payload: dict[str, Any], request_id: str, deadline: Deadline, count: int, stop: threading.Event
+    ) -> dict[str, Any]:
+        """Create the prediction: retried while no prediction can exist twice (an ambiguous failure is
+        looked up by ``request_id`` first). Once ``stop`` is set, no further create is sent and any
+        wait between tries ends: this raises ``CloudUnavailableError`` (the caller gave up)."""
         url = self.base_url + self.target.create_path()
         body = self.target.body(payload)
         sent_at = self.wall_clock()  # before the first try: any try may have made the prediction
         reason = "no attempt made"
         unreachable = 0
         for attempt in range(1, self.policy.attempts + 1):
-            self._hold(deadline)
+            if stop.is_set():
+                raise _gave_up()
+            self._hold(deadline, stop)
             wait = int(max(1, min(MAX_WAIT, deadline.remaining() - 2)))
             headers = {"Prefer": f"wait={wait}", "Cancel-After": f"{max(5, int(deadline.remaining()) + 1)}s"}
             retry_after = None
@@ -451,7 +465,7 @@ class ReplicateBackend:
                 found = self._find(request_id, sent_at, deadline)
                 if found is not None:
                     return found
-            if unreachable >= PRE_SEND_ATTEMPTS or not self._pause(attempt, retry_after, deadline):
+            if unreachable >= PRE_SEND_ATTEMPTS or not self._pause(attempt, retry_after, deadline, stop):
                 break
         raise CloudUnavailableError(f"could not create a prediction of {self.target} ({reason})")
 
@@ -498,10 +512,16 @@ class ReplicateBackend:
         return sent_at - CLOCK_SKEW if ahead is None else sent_at + ahead - LIST_WINDOW
 
     def _get_json(
-        self, url: str, deadline: Deadline, params: dict[str, str] | None = None, max_bytes: int | None = None
+        self,
+        url: str,
+        deadline: Deadline,
+        params: dict[str, str] | None = None,
+        max_bytes: int | None = None,
+        stop: threading.Event | None = None,
     ) -> dict[str, Any]:
-        """A GET retried with backoff (GETs are safe to repeat) until it answers or time runs out."""
-        return self._fetch_json(url, deadline, params=params, max_bytes=max_bytes)[0]
+        """A GET retried with backoff (GETs are safe to repeat) until it answers or time runs out
+        (or ``stop`` is set: see ``_pause``)."""
+        return self._fetch_json(url, deadline, params=params, max_bytes=max_bytes, stop=stop)[0]
 
     def _fetch_json(
         self,
@@ -510,6 +530,7 @@ class ReplicateBackend:
         params: dict[str, str] | None = None,
         max_bytes: int | None = None,
         listing: bool = False,
+        stop: threading.Event | None = None,
     ) -> tuple[dict[str, Any], int]:
         """``_get_json``, also returning the bytes read in all tries; ``listing``: the answer is a page
         of the prediction list, parsed as it arrives by ``_ListPageReader``."""
@@ -533,7 +554,7 @@ class ReplicateBackend:
                     self._raise_for_status(resp, "reading a prediction")
             except (requests.RequestException, ValueError) as exc:
                 reason = type(exc).__name__
-            if not self._pause(attempt, retry_after, deadline):
+            if not self._pause(attempt, retry_after, deadline, stop):
                 break
         raise CloudUnavailableError(f"Replicate did not answer a GET ({reason})")
 
@@ -545,7 +566,7 @@ class ReplicateBackend:
         poll = 0
         while prediction.get("status") not in TERMINAL:
             if stop.is_set():
-                raise CloudUnavailableError(f"prediction {prediction.get('id')} abandoned: the caller gave up")
+                raise _gave_up(f"prediction {prediction.get('id')} abandoned")
             poll += 1
             delay = min(2.0, 0.1 * 2 ** min(poll, 5))
             if not deadline.fits(delay):
@@ -553,11 +574,12 @@ class ReplicateBackend:
                     f"prediction {prediction.get('id')} still {prediction.get('status')!r} at the deadline "
                     f"({self.timeout:.0f} s)"
                 )
-            self.policy.sleep(delay)
+            if not self.policy.wait(delay, stop):
+                raise _gave_up(f"prediction {prediction.get('id')} abandoned")
             get_url = _urls(prediction).get("get")
             url = get_url if isinstance(get_url, str) and self._same_host(get_url) else None
             url = url or f"{self.base_url}/v1/predictions/{prediction['id']}"
-            prediction = self._get_json(url, deadline, max_bytes=BODY_LIMIT + BODY_PER_DIGIT * count)
+            prediction = self._get_json(url, deadline, max_bytes=BODY_LIMIT + BODY_PER_DIGIT * count, stop=stop)
         return prediction
 
     @staticmethod
@@ -568,6 +590,10 @@ class ReplicateBackend:
         if status == "failed":
             raise PredictionFailedError(f"prediction {prediction.get('id')} failed: {prediction.get('error')}")
         raise CloudUnavailableError(f"prediction {prediction.get('id')} ended {status!r}")
+
+
+def _gave_up(what: str = "no prediction created") -> CloudUnavailableError:
+    return CloudUnavailableError(f"{what}: the caller gave up")
 
 
 def _succeeded(prediction: dict[str, Any] | None) -> bool:

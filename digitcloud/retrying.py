@@ -45,6 +45,18 @@ class RetryPolicy:
             delay = max(delay, min(retry_after, self.retry_after_cap))
         return delay
 
+    def wait(self, delay: float, stop: threading.Event) -> bool:
+        """Sleep ``delay`` seconds unless ``stop`` is set; False when it is (before or during).
+
+        The default sleep wakes the moment ``stop`` is set (a closed client or Ctrl-C never waits out
+        a 30 s ``Retry-After``); an injected ``sleep`` (tests) runs whole, then ``stop`` is checked."""
+        if stop.is_set():
+            return False
+        if self.sleep is time.sleep:
+            return not stop.wait(delay)
+        self.sleep(delay)
+        return not stop.is_set()
+
 
 def parse_retry_after(value: str | None, now: Callable[[], float] = time.time) -> float | None:
     """``Retry-After`` as seconds: delta-seconds or an HTTP date; ``None`` when absent or unreadable.

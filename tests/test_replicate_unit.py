@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import random
 import re
+import threading
 import time
 import traceback
 import tracemalloc
@@ -15,7 +16,7 @@ import requests
 import responses
 import urllib3.exceptions
 
-from digitcloud.errors import AuthenticationError, CloudError
+from digitcloud.errors import AuthenticationError, CloudError, CloudUnavailableError
 from digitcloud.replicate import ReplicateBackend, ResponseTooLargeError, Secret, Target
 from digitcloud.retrying import Deadline, RetryPolicy, parse_retry_after
 from digitcloud.sessions import may_have_reached_server
@@ -237,3 +238,36 @@ def test_an_upload_is_deleted_by_its_id_but_not_while_the_breaker_is_open(caplog
         b._delete_upload("a/b")
     assert deleted.call_count == 1 and len(responses.calls) == 1  # an open breaker: no request at all
     assert "could not delete uploaded file a/b (Replicate is failing" in caplog.text
+
+
+@responses.activate
+def test_no_create_is_sent_once_the_caller_has_given_up() -> None:
+    throttled = responses.post(f"{BASE}/v1/models/o/n/predictions", status=429, json={"detail": "throttled"})
+    stop = threading.Event()
+    b = ReplicateBackend(
+        Target.parse(model="o/n"),
+        Secret(TOKEN),
+        base_url=BASE,
+        timeout=30,
+        policy=RetryPolicy(sleep=lambda s: stop.set(), rng=random.Random(0)),  # Ctrl-C during the backoff
+    )
+    with pytest.raises(CloudUnavailableError, match="the caller gave up"):
+        b.predict(np.zeros((1, 28, 28), dtype=np.uint8), stop)
+    assert throttled.call_count == 1  # not the 5 tries a throttled create otherwise gets
+
+
+@responses.activate
+def test_giving_up_ends_a_retry_after_wait_at_once() -> None:
+    responses.post(
+        f"{BASE}/v1/models/o/n/predictions", status=429, json={"detail": "throttled"}, headers={"Retry-After": "30"}
+    )
+    stop = threading.Event()
+    b = ReplicateBackend(Target.parse(model="o/n"), Secret(TOKEN), base_url=BASE, timeout=120)  # real sleep
+    timer = threading.Timer(0.2, stop.set)
+    timer.start()
+    began = time.monotonic()
+    with pytest.raises(CloudUnavailableError, match="the caller gave up"):
+        b.predict(np.zeros((1, 28, 28), dtype=np.uint8), stop)
+    timer.join()
+    assert time.monotonic() - began < 10  # woken by the stop, not after the 30 s asked for
+    assert len(responses.calls) == 1
