@@ -299,26 +299,29 @@ class ReplicateBackend:
 
     def _cancel(self, url: str, count: int = 0) -> dict[str, Any] | None:
         """Cancel (3 tries within ~10 s, breaker or not: a cancel only saves money). Returns the
-        prediction as the cancel saw it, or ``None``; when every try fails it logs the id, and the
-        create's ``Cancel-After`` ends the prediction."""
+        prediction as the cancel saw it, or ``None``; when every try fails (no answer, 5xx, or 429:
+        throttled, so not cancelled) it logs the id, and the create's ``Cancel-After`` ends the
+        prediction. A ``Retry-After`` is honoured within the 10 s."""
         deadline = Deadline(10.0)
         reason = "no attempt made"
         for attempt in range(1, 4):
+            retry_after = None
             try:
                 resp = self._request(
                     "POST", url, deadline, read_timeout=5.0, max_bytes=BODY_LIMIT + BODY_PER_DIGIT * count, gate=False
                 )
-                if resp.status_code < 500:
+                if resp.status_code < 500 and resp.status_code != 429:
                     try:
                         reply = read_json(resp)
                     except ValueError:
                         return None
                     return reply if isinstance(reply, dict) else None
                 reason = f"HTTP {resp.status_code}"
+                retry_after = parse_retry_after(resp.headers.get("Retry-After"), self.wall_clock)
             except requests.RequestException as exc:
                 reason = type(exc).__name__
             if attempt < 3 and not deadline.expired():
-                self.policy.sleep(min(self.policy.backoff(attempt), deadline.remaining()))
+                self.policy.sleep(min(self.policy.backoff(attempt, retry_after), deadline.remaining()))
         logger.warning(
             "could not cancel Replicate prediction %s (%s); its Cancel-After deadline will end it",
             url.rstrip("/").split("/")[-2],

@@ -18,7 +18,8 @@ Faults (``inject(endpoint, fault)``, one per call, ``"ok"`` for none; ``fault:ar
   ``400``, ``404``, ``422`` (refused).
 - get (a poll): ``drop``, ``500``, ``deep`` (JSON nested 100,000 deep), ``stall_body``, ``trickle``,
   ``huge_body[:declared]``.
-- list: ``500``. files (an upload): ``500``. delete_file: ``500``, ``drop``. cancel: ``500``, ``drop``.
+- list: ``500``. files (an upload): ``500``. delete_file: ``500``, ``drop``. cancel: ``500``,
+  ``429`` (with ``Retry-After: 1``), ``drop``.
 - ``outage = 503`` answers every API request with that status until set back to ``None``.
 Predictions run ``model_fn(digits) -> probabilities`` in a background thread; the output is built
 with ``digitcloud.model.prediction_entries``, exactly as predict.py builds it.
@@ -392,6 +393,9 @@ class FakeReplicate:
                         return
                     if fault == "500":
                         self._send(500, {"detail": "Internal server error"})
+                        return
+                    if fault == "429":
+                        self._send(429, {"detail": "Request was throttled.", "status": 429}, {"Retry-After": "1"})
                         return
                     with fake.lock:
                         fake.cancels.append(pid)
