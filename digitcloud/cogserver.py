@@ -72,6 +72,14 @@ class CogServerBackend:
             raise CloudUnavailableError(f"Cog server {self.url} is not ready (status {status})")
         self._checked = True
 
+    def _healthy(self) -> bool:
+        """``check_health`` as the breaker's probe: True when the server is ready."""
+        try:
+            self.check_health()
+        except CloudUnavailableError:
+            return False
+        return True
+
     def predict(self, digits: np.ndarray, stop: threading.Event | None = None) -> list[np.ndarray | str]:
         """Per digit: probabilities, or the predictor's error text; raises ``CloudError`` subclasses.
 
@@ -145,14 +153,8 @@ class CogServerBackend:
         verdict = self.breaker.allow()
         if verdict == "pass":
             return
-        if verdict == "probe":
-            try:
-                self.check_health()
-            except CloudUnavailableError:
-                self.breaker.probed(False)
-            else:
-                self.breaker.probed(True)
-                return
+        if verdict == "probe" and self.breaker.run_probe(self._healthy):
+            return
         raise CloudUnavailableError(
             f"Cog server {self.url} keeps failing: no request sent "
             f"(circuit open, next probe in {self.breaker.retry_in():.0f} s)"

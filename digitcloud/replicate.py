@@ -184,11 +184,8 @@ class ReplicateBackend:
         verdict = self.breaker.allow()
         if verdict == "pass":
             return
-        if verdict == "probe":
-            ok = self._probe()
-            self.breaker.probed(ok)
-            if ok:
-                return
+        if verdict == "probe" and self.breaker.run_probe(self._probe):
+            return
         raise CloudUnavailableError(
             f"Replicate keeps failing: no request sent (circuit open, next probe in {self.breaker.retry_in():.0f} s)"
         )

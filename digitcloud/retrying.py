@@ -184,6 +184,16 @@ class CircuitBreaker:
             if self._state == "closed":
                 self._open()
 
+    def run_probe(self, probe: Callable[[], bool]) -> bool:
+        """Run the half-open probe and record its outcome. Whatever it raises (Ctrl-C, a bug) counts as
+        a failed probe and propagates: the breaker is never left half-open, refusing everyone."""
+        ok = False
+        try:
+            ok = probe()
+        finally:
+            self.probed(ok)
+        return ok
+
     def probed(self, ok: bool) -> None:
         """The half-open probe's outcome."""
         with self._lock:

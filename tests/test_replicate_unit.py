@@ -18,7 +18,7 @@ import urllib3.exceptions
 
 from digitcloud.errors import AuthenticationError, CloudError, CloudUnavailableError
 from digitcloud.replicate import ReplicateBackend, ResponseTooLargeError, Secret, Target
-from digitcloud.retrying import Deadline, RetryPolicy, parse_retry_after
+from digitcloud.retrying import CircuitBreaker, Deadline, RetryPolicy, parse_retry_after
 from digitcloud.sessions import may_have_reached_server
 
 BASE = "https://api.example.test"
@@ -271,3 +271,22 @@ def test_giving_up_ends_a_retry_after_wait_at_once() -> None:
     timer.join()
     assert time.monotonic() - began < 10  # woken by the stop, not after the 30 s asked for
     assert len(responses.calls) == 1
+
+
+@responses.activate
+def test_a_probe_interrupted_by_ctrl_c_leaves_the_breaker_open_not_stuck_half_open() -> None:
+    def interrupted(request: object) -> tuple[int, dict[str, str], str]:
+        raise KeyboardInterrupt
+
+    now = [0.0]
+    b = backend(breaker=CircuitBreaker(reset=30, clock=lambda: now[0]))
+    b.breaker.trip()
+    now[0] = 31.0
+    responses.add_callback(responses.GET, f"{BASE}/v1/account", callback=interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        b._gate()
+    assert b.breaker.state == "open"  # half-open would refuse every later call, forever
+    responses.replace(responses.GET, f"{BASE}/v1/account", json={"username": "u"})
+    now[0] += 61.0  # the failed probe doubled the wait
+    b._gate()  # the next probe is due, answers, and closes it
+    assert b.breaker.state == "closed"
