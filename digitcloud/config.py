@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -166,7 +167,13 @@ class Settings:
             raise ConfigError(f"local_engine must be one of {', '.join(LOCAL_ENGINES)}; got {local_engine!r}")
         if offline is None:
             offline = env.get("DIGITCLOUD_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
-        cog_url = cog_url or env.get("DIGITCLOUD_COG_URL") or None
+        if not (cog_url or model or deployment):  # a cloud given as an argument replaces the environment's
+            cog_url = env.get("DIGITCLOUD_COG_URL") or None
+            model = env.get("DIGITCLOUD_MODEL") or None
+            deployment = env.get("DIGITCLOUD_DEPLOYMENT") or None
+        cog_url = cog_url or None
+        model = model or None
+        deployment = deployment or None
         if cog_url is not None and not cog_url.lower().startswith(("http://", "https://")):
             raise ConfigError(f"cog_url must be an http(s) URL; got {cog_url!r}")
         timeout = timeout if timeout is not None else _number(env, "DIGITCLOUD_TIMEOUT", DEFAULT_TIMEOUT)
@@ -176,16 +183,16 @@ class Settings:
             max_concurrency = _number(env, "DIGITCLOUD_MAX_CONCURRENCY", DEFAULT_CONCURRENCY)
         if max_concurrency < 1:
             raise ConfigError(f"max_concurrency must be at least 1; got {max_concurrency}")
-        model = model or (None if deployment else env.get("DIGITCLOUD_MODEL")) or None
-        deployment = deployment or (None if model else env.get("DIGITCLOUD_DEPLOYMENT")) or None
         if model and deployment:
-            raise ConfigError("give model= or deployment=, not both")
+            raise ConfigError("give model= or deployment= (DIGITCLOUD_MODEL or DIGITCLOUD_DEPLOYMENT), not both")
         if cog_url and (model or deployment):
-            raise ConfigError("give cog_url= or a Replicate model/deployment, not both")
+            raise ConfigError("give cog_url= (DIGITCLOUD_COG_URL) or a Replicate model/deployment, not both")
         if model or deployment:
             Target.parse(model=model, deployment=deployment)  # fail now on a malformed name
         raw_token = token if token is not None else env.get("REPLICATE_API_TOKEN", "")
         secret = Secret(raw_token.strip()) if raw_token and raw_token.strip() else None
+        if secret is not None and (model or deployment) and backend != "local" and not offline:
+            _check_token(secret, "token=" if token is not None else "REPLICATE_API_TOKEN")
         base_url = (env.get("REPLICATE_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
         if backend == "cloud" and cog_url is None and not (model or deployment):
             raise ConfigError("backend='cloud' needs a cloud: cog_url=, model= or deployment=")
@@ -220,6 +227,19 @@ class Settings:
         if not (self.model or self.deployment):
             return None
         return Target.parse(model=self.model, deployment=self.deployment)
+
+
+def _check_token(secret: Secret, where: str) -> None:
+    """Refuse a token that cannot travel in an HTTP header (printable ASCII only): a zero-width space
+    or a curly quote pasted with it would otherwise fail inside the HTTP library, with the token in
+    the exception. The message gives the character's position and name, never the token."""
+    for position, char in enumerate(secret.reveal(), 1):
+        if not ("!" <= char <= "~"):
+            name = unicodedata.name(char, "a control character")
+            raise ConfigError(
+                f"{where} has a character that cannot be sent (character {position}: U+{ord(char):04X} {name}); "
+                "copy the token again from https://replicate.com/account/api-tokens"
+            )
 
 
 N = TypeVar("N", int, float)

@@ -47,3 +47,37 @@ def test_a_secret_redacts_itself_from_server_text() -> None:
     assert token.redact("x r8_abcdef123 y r8_abcdef123") == "x <REPLICATE_API_TOKEN> y <REPLICATE_API_TOKEN>"
     assert token.redact("nothing here") == "nothing here"
     assert Secret("ab").redact("a tab") == "a tab"  # too short to be a token: text is left whole
+
+
+@pytest.mark.parametrize(
+    ("bad", "position", "name"), [("\u200b", 7, "ZERO WIDTH SPACE"), ("\u201d", 7, "RIGHT DOUBLE")]
+)
+def test_a_token_that_cannot_travel_in_a_header_is_refused_without_showing_it(
+    bad: str, position: int, name: str
+) -> None:
+    token = "r8_abc" + bad + "SENTINEL123"
+    for kwargs, env, where in [
+        ({"model": "o/n"}, {"REPLICATE_API_TOKEN": token}, "REPLICATE_API_TOKEN"),
+        ({"model": "o/n", "token": token}, {}, "token="),
+    ]:
+        with pytest.raises(ConfigError) as exc:
+            Settings.resolve(environ=env, **kwargs)
+        message = str(exc.value)
+        assert message.startswith(where) and f"character {position}" in message and name in message
+        assert "SENTINEL" not in message and "SENTINEL" not in repr(exc.value.args)
+    # not used, so not judged: a local run or one with no Replicate model never sends it
+    assert Settings.resolve(backend="local", model="o/n", environ={"REPLICATE_API_TOKEN": token}).backend == "local"
+    assert Settings.resolve(environ={"REPLICATE_API_TOKEN": token}).model is None
+
+
+def test_a_cloud_given_as_an_argument_replaces_the_one_in_the_environment() -> None:
+    env = {"DIGITCLOUD_COG_URL": "http://127.0.0.1:5000", "DIGITCLOUD_MODEL": "e/m"}
+    with pytest.raises(ConfigError, match="not both"):  # the environment alone names two clouds
+        Settings.resolve(environ=env)
+    chosen = Settings.resolve(model="o/n", environ=env)
+    assert (chosen.model, chosen.cog_url, chosen.deployment) == ("o/n", None, None)
+    chosen = Settings.resolve(deployment="o/d", environ=env)
+    assert (chosen.model, chosen.cog_url, chosen.deployment) == (None, None, "o/d")
+    chosen = Settings.resolve(cog_url="http://10.0.0.2:5000", environ=env)
+    assert (chosen.model, chosen.cog_url) == (None, "http://10.0.0.2:5000")
+    assert Settings.resolve(environ={"DIGITCLOUD_DEPLOYMENT": "o/d"}).deployment == "o/d"
