@@ -292,7 +292,7 @@ class ReplicateBackend:
         url = _urls(prediction).get("cancel")
         if isinstance(url, str) and self._same_host(url):
             return url
-        return f"{self.base_url}/v1/predictions/{prediction['id']}/cancel"
+        return f"{self.base_url}/v1/predictions/{quote(str(prediction['id']), safe='')}/cancel"
 
     def _cancel(self, url: str, count: int = 0) -> dict[str, Any] | None:
         """Cancel (3 tries within ~10 s, breaker or not: a cancel only saves money). Returns the
@@ -562,24 +562,28 @@ class ReplicateBackend:
         self, prediction: dict[str, Any], deadline: Deadline, stop: threading.Event, count: int
     ) -> dict[str, Any]:
         """Poll until the prediction is terminal, the deadline passes or the caller gives up (then
-        the caller cancels it)."""
+        the caller cancels it). The id and poll URL come from the create's answer; a poll answer
+        without them (or with a ``urls.get`` off the API host) keeps the ones known."""
+        prediction_id = str(prediction["id"])
+        poll_url = f"{self.base_url}/v1/predictions/{quote(prediction_id, safe='')}"
         poll = 0
         while prediction.get("status") not in TERMINAL:
             if stop.is_set():
-                raise _gave_up(f"prediction {prediction.get('id')} abandoned")
+                raise _gave_up(f"prediction {prediction_id} abandoned")
             poll += 1
             delay = min(2.0, 0.1 * 2 ** min(poll, 5))
             if not deadline.fits(delay):
                 raise CloudUnavailableError(
-                    f"prediction {prediction.get('id')} still {prediction.get('status')!r} at the deadline "
+                    f"prediction {prediction_id} still {prediction.get('status')!r} at the deadline "
                     f"({self.timeout:.0f} s)"
                 )
             if not self.policy.wait(delay, stop):
-                raise _gave_up(f"prediction {prediction.get('id')} abandoned")
+                raise _gave_up(f"prediction {prediction_id} abandoned")
             get_url = _urls(prediction).get("get")
-            url = get_url if isinstance(get_url, str) and self._same_host(get_url) else None
-            url = url or f"{self.base_url}/v1/predictions/{prediction['id']}"
-            prediction = self._get_json(url, deadline, max_bytes=BODY_LIMIT + BODY_PER_DIGIT * count, stop=stop)
+            if isinstance(get_url, str) and self._same_host(get_url):
+                poll_url = get_url
+            prediction = self._get_json(poll_url, deadline, max_bytes=BODY_LIMIT + BODY_PER_DIGIT * count, stop=stop)
+            prediction.setdefault("id", prediction_id)  # for messages about it
         return prediction
 
     @staticmethod

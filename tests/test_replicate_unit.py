@@ -290,3 +290,20 @@ def test_a_probe_interrupted_by_ctrl_c_leaves_the_breaker_open_not_stuck_half_op
     now[0] += 61.0  # the failed probe doubled the wait
     b._gate()  # the next probe is due, answers, and closes it
     assert b.breaker.state == "closed"
+
+
+@responses.activate
+def test_a_poll_answer_without_id_or_urls_keeps_polling_the_same_prediction() -> None:
+    responses.post(
+        f"{BASE}/v1/models/o/n/predictions",
+        status=201,
+        json={"id": "p1", "status": "starting", "urls": {"get": f"{BASE}/v1/predictions/p1"}},
+    )
+    output = {"predictions": [{"digit": 3, "confidence": 1.0, "probabilities": [0, 0, 0, 1] + [0] * 6}]}
+    polls = [
+        responses.get(f"{BASE}/v1/predictions/p1", json={"status": "processing"}),  # no id, no urls
+        responses.get(f"{BASE}/v1/predictions/p1", json={"status": "succeeded", "output": output}),
+    ]
+    answers = backend().predict(np.zeros((1, 28, 28), dtype=np.uint8))
+    assert int(np.argmax(answers[0])) == 3
+    assert [p.call_count for p in polls] == [1, 1]
