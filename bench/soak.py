@@ -16,8 +16,9 @@ The digits stream in lazily (a generator of 1,000-digit arrays) and results are 
 * nothing lost: exactly one result per input, indices 0..N-1 in order, each a digit or an error;
 * every digit answered is right (the fake's model is an oracle: sum of pixels mod 10);
 * no request_id turned into two predictions, and nothing left running on the server;
-* every uploaded file left undeleted was named in a warning (the fake's faults strike before it
-  stores or deletes anything, so the two counts must be equal);
+* every uploaded file left undeleted was warned about: the files left equal the failed deletes
+  named in a warning plus the uploads the fake stored but answered with a failure
+  (``500_after``, ``drop_after``), and the client's "may have stored" warnings count at least those;
 * RSS sampled every 0.25 s: start (after the first 5 %), end, peak, and ``ru_maxrss``; threads
   and open file descriptors before and after, and the objects left in reference cycles at the end
   (``gc.collect()``'s count).
@@ -66,7 +67,7 @@ FAULTS = {
     ],
     "get": [("drop", 1), ("500", 1)],
     "list": [("500", 1)],
-    "files": [("500", 1)],
+    "files": [("500", 1), ("500_after", 1), ("drop_after", 1)],
     "delete_file": [("500", 1), ("drop", 1)],
 }
 NO_FAULT = "none"  # any name the fake does not know is a normal answer
@@ -110,6 +111,7 @@ def serve_fake(rate: float, calls: int, seed: int) -> None:
             "cancels": len(fake.cancels),
             "uploads": len(fake.file_info),
             "files_left": len(fake.files),
+            "unanswered_uploads": fake.unanswered_uploads,
             "requests": len(fake.requests),
             "faults": {endpoint: dict(counts) for endpoint, counts in consumed.items()},
             "token_in_url_or_body": sum(1 for r in fake.requests if TOKEN in r["path"] or TOKEN.encode() in r["body"]),
@@ -160,14 +162,16 @@ class RssSampler(threading.Thread):
 
 
 class WarningCounter(logging.Handler):
-    """Counts the log records whose message starts with ``prefix``."""
+    """Counts the log records whose message contains ``text``; with ``counted``, adds up each
+    record's first argument (how many files it is about) instead of counting 1."""
 
-    def __init__(self, prefix: str) -> None:
+    def __init__(self, text: str, counted: bool = False) -> None:
         super().__init__(logging.WARNING)
-        self.prefix, self.count = prefix, 0
+        self.text, self.counted, self.count = text, counted, 0
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.count += record.getMessage().startswith(self.prefix)
+        if self.text in record.getMessage():
+            self.count += int(record.args[0]) if self.counted and isinstance(record.args, tuple) else 1
 
 
 def open_fds() -> int:
@@ -218,7 +222,9 @@ def main() -> None:
         base_delay=0.02, max_delay=0.5, retry_after_cap=0.2, rng=_random.Random(args.seed)
     )
     undeleted_warnings = WarningCounter("could not delete uploaded file")
+    maybe_stored_warnings = WarningCounter("may have stored a file whose id is unknown", counted=True)
     logging.getLogger("digitcloud").addHandler(undeleted_warnings)
+    logging.getLogger("digitcloud").addHandler(maybe_stored_warnings)
     sampler.start()
     t0 = time.perf_counter()
     with client:
@@ -264,8 +270,10 @@ def main() -> None:
           f"{server['cancels']} cancels, duplicated request_ids {server['duplicated_request_ids']}, "
           f"unfinished {server['unfinished']}, token in a URL or body {server['token_in_url_or_body']}")  # fmt: skip
     print(f"faults met: {injected} — {json.dumps(server['faults'])}")
-    print(f"uploads: {server['uploads']}, left undeleted {server['files_left']} (a failed delete leaves one), "
-          f"warnings naming one {undeleted_warnings.count}")  # fmt: skip
+    print(f"uploads: {server['uploads']}, left undeleted {server['files_left']} (a failed delete or an upload "
+          f"stored but answered with a failure leaves one): failed deletes warned {undeleted_warnings.count}, "
+          f"uploads stored unanswered {server['unanswered_uploads']}, "
+          f"warned as maybe stored {maybe_stored_warnings.count}")  # fmt: skip
     print(f"RSS MB: start (after 5 %) {warm:.1f}, end {end:.1f}, peak sampled {peak:.1f}, ru_maxrss {maxrss:.1f}")
     print(f"threads {threads_before} -> {threads_after}; open fds {fds_before} -> {fds_after} "
           f"({fds_after_gc} after gc.collect(), which found {cycles:,} unreachable objects)")  # fmt: skip
@@ -275,7 +283,8 @@ def main() -> None:
         _, done, rss = min(samples, key=lambda s: abs(s[1] - target))
         print(f"  {done:>9,}: {rss:7.1f}")
     lost = progress[0] != args.digits or out_of_order or never
-    unwarned = server["files_left"] != undeleted_warnings.count
+    unwarned = server["files_left"] != undeleted_warnings.count + server["unanswered_uploads"]
+    unwarned = unwarned or maybe_stored_warnings.count < server["unanswered_uploads"]
     leaks = server["duplicated_request_ids"] or server["unfinished"] or server["token_in_url_or_body"] or unwarned
     if lost or wrong or leaks:
         print("INVARIANT VIOLATED")

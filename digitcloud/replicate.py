@@ -328,35 +328,56 @@ class ReplicateBackend:
 
     def _upload(self, blob: bytes, deadline: Deadline, stop: threading.Event) -> tuple[str, str | None]:
         """POST /v1/files: the file's URL for the prediction's input, and its id for the delete (``None``
-        when the answer has none). A duplicate upload costs storage, not compute, so every failure is retried."""
+        when the answer has none). A duplicate upload costs storage, not compute, so every failure is retried.
+
+        An attempt that may have stored the file without saying so (no answer after sending, a 5xx,
+        an unreadable 2xx) leaves a file whose id we never learn: it is counted and, at the end, named
+        in one warning (Replicate deletes such a file when it expires). A 2xx with an id but no
+        ``urls.get`` is deleted at once."""
         reason = "no attempt made"
-        for attempt in range(1, self.policy.attempts + 1):
-            retry_after = None
-            try:
-                resp = self._request(
-                    "POST",
-                    f"{self.base_url}/v1/files",
-                    deadline,
-                    files={"content": ("digits.npz", blob, "application/octet-stream")},
-                    data={"filename": "digits.npz", "type": "application/octet-stream"},
+        maybe_stored = 0
+        try:
+            for attempt in range(1, self.policy.attempts + 1):
+                retry_after = None
+                try:
+                    resp = self._request(
+                        "POST",
+                        f"{self.base_url}/v1/files",
+                        deadline,
+                        files={"content": ("digits.npz", blob, "application/octet-stream")},
+                        data={"filename": "digits.npz", "type": "application/octet-stream"},
+                    )
+                    if resp.status_code in (200, 201):
+                        uploaded = read_json(resp)
+                        url = _urls(uploaded).get("get")
+                        file_id = uploaded.get("id") if isinstance(uploaded, dict) else None
+                        file_id = file_id if isinstance(file_id, str) and file_id else None
+                        if isinstance(url, str) and url:
+                            return url, file_id
+                        reason = "the files API answered without urls.get"
+                        if file_id is None:
+                            maybe_stored += 1
+                        else:
+                            self._delete_upload(file_id)
+                    else:
+                        if resp.status_code not in (429,) and resp.status_code < 500:
+                            self._raise_for_status(resp, "a file upload")
+                        reason = f"HTTP {resp.status_code}"
+                        maybe_stored += resp.status_code >= 500
+                        retry_after = parse_retry_after(resp.headers.get("Retry-After"), self.wall_clock)
+                except (requests.RequestException, ValueError) as exc:  # ValueError: an unreadable 2xx body
+                    reason = type(exc).__name__
+                    maybe_stored += isinstance(exc, ValueError) or may_have_reached_server(exc)
+                if not self._pause(attempt, retry_after, deadline, stop):
+                    break
+            raise CloudUnavailableError(f"could not upload the batch to Replicate ({reason})")
+        finally:
+            if maybe_stored:
+                logger.warning(
+                    "%d upload attempt(s) got no usable answer and may have stored a file whose id is unknown, "
+                    "so it cannot be deleted; Replicate deletes it when it expires",
+                    maybe_stored,
                 )
-                if resp.status_code in (200, 201):
-                    uploaded = read_json(resp)
-                    url = _urls(uploaded).get("get")
-                    if isinstance(url, str) and url:
-                        file_id = uploaded.get("id")
-                        return url, file_id if isinstance(file_id, str) and file_id else None
-                    reason = "the files API answered without urls.get"
-                else:
-                    if resp.status_code not in (429,) and resp.status_code < 500:
-                        self._raise_for_status(resp, "a file upload")
-                    reason = f"HTTP {resp.status_code}"
-                    retry_after = parse_retry_after(resp.headers.get("Retry-After"), self.wall_clock)
-            except (requests.RequestException, ValueError) as exc:
-                reason = type(exc).__name__
-            if not self._pause(attempt, retry_after, deadline, stop):
-                break
-        raise CloudUnavailableError(f"could not upload the batch to Replicate ({reason})")
 
     def _delete_upload(self, file_id: str | None) -> None:
         """DELETE /v1/files/{id}: one try of at most ~5 s, and none while the breaker is not closed. A file

@@ -335,3 +335,18 @@ def test_ctrl_c_mid_run_cancels_every_prediction_started(fake: FakeReplicate, ba
     while fake.unfinished() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert fake.unfinished() == []
+
+
+@pytest.mark.parametrize(("fault", "stored"), [("500_after", 1), ("drop_after", 1), ("500", 0)])
+def test_an_upload_that_may_have_stored_a_file_without_saying_so_is_warned_about(
+    fake: FakeReplicate, noise: np.ndarray, fault: str, stored: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake.inject("files", fault)
+    with caplog.at_level(logging.WARNING, logger="digitcloud"):
+        results = quick(Client(model="owner/digitcloud", backend="cloud", batch_size=2000)).classify(noise)
+    sent = inputs.stack(inputs.load_items(inputs.expand(noise)))
+    assert [r.digit for r in results] == expected(sent)  # the retried upload carried the batch
+    assert fake.unanswered_uploads == stored and len(fake.deleted_files) == 1
+    # the client cannot tell a 500 before storing from one after: both are named, as "may have"
+    assert "1 upload attempt(s) got no usable answer and may have stored a file" in caplog.text
+    check_ledger(fake, settle=0, files_kept=stored)

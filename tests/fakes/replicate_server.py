@@ -18,7 +18,8 @@ Faults (``inject(endpoint, fault)``, one per call, ``"ok"`` for none; ``fault:ar
   ``400``, ``404``, ``422`` (refused).
 - get (a poll): ``drop``, ``500``, ``deep`` (JSON nested 100,000 deep), ``stall_body``, ``trickle``,
   ``huge_body[:declared]``.
-- list: ``500``. files (an upload): ``500``. delete_file: ``500``, ``drop``. cancel: ``500``,
+- list: ``500``. files (an upload): ``500`` (nothing stored), ``500_after``, ``drop_after`` (stored, counted in
+  ``unanswered_uploads``, then a 500 or a dropped connection). delete_file: ``500``, ``drop``. cancel: ``500``,
   ``429`` (with ``Retry-After: 1``), ``drop``.
 - ``outage = 503`` answers every API request with that status until set back to ``None``.
 Predictions run ``model_fn(digits) -> probabilities`` in a background thread; the output is built
@@ -93,6 +94,7 @@ class FakeReplicate:
         self.faults: dict[str, deque[str]] = {}
         self.requests: list[dict[str, Any]] = []  # method, path, headers, body: for leak checks
         self.cancels: list[str] = []
+        self.unanswered_uploads = 0  # files stored whose upload was answered with a failure
         self.accepted_creates: list[dict[str, Any]] = []  # headers of every create that made a prediction
         self.create_times: deque[float] = deque()
         self.models: dict[str, dict[str, Any]] = {}
@@ -450,7 +452,14 @@ class FakeReplicate:
                         "expires_at": _now(dt.timedelta(days=1)),
                         "urls": {"get": f"{fake.url}/v1/files/{fid}"},
                     }
-                self._send(201, fake.file_info[fid], schema="schemas_file_response")
+                    if fault in ("500_after", "drop_after"):
+                        fake.unanswered_uploads += 1  # stored, but the client never learns its id
+                if fault == "500_after":
+                    self._send(500, {"detail": "Internal server error"})
+                elif fault == "drop_after":
+                    self._drop()
+                else:
+                    self._send(201, fake.file_info[fid], schema="schemas_file_response")
 
             def _create(self, raw: bytes) -> None:
                 fault, _, arg = (fake._fault("create") or "").partition(":")
