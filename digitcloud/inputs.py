@@ -286,7 +286,9 @@ def shrink(img: Image.Image, limit: int = WORK_SIZE) -> Image.Image:
         x = rounded(y * aspect, key=lambda n: abs(aspect - n / y))
     else:
         y = rounded(x / aspect, key=lambda n: 0 if n == 0 else abs(aspect - x / n))
-    return img.resize((x, y), Image.Resampling.BOX, reducing_gap=2.0)
+    # Pillow's reduce() (the fast path reducing_gap takes) refuses 16-bit modes: BOX alone is exact there.
+    gap = None if img.mode.startswith("I;16") else 2.0
+    return img.resize((x, y), Image.Resampling.BOX, reducing_gap=gap)
 
 
 def normalize_array(arr: Any) -> np.ndarray:

@@ -111,6 +111,15 @@ def test_unusual_modes_decode(seven: Image.Image) -> None:
         assert digit.shape == (28, 28) and digit.max() > 200, img.mode
 
 
+def test_a_big_16_bit_scan_is_shrunk_like_an_8_bit_one(seven: Image.Image) -> None:
+    big = seven.resize((2400, 2400), Image.Resampling.BILINEAR)  # over WORK_SIZE: shrunk first
+    wide = Image.fromarray(np.asarray(big).astype(np.uint16) * 257)  # a 16-bit greyscale PNG, as scanners write
+    assert wide.mode == "I;16"
+    from_16 = inputs.normalize(encode(wide, "PNG"))
+    from_8 = inputs.normalize(encode(big, "PNG"))
+    assert np.abs(from_16.astype(int) - from_8).max() <= 2
+
+
 # ----------------------------------------------------------------------------- each input kind
 
 
