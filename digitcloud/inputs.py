@@ -59,6 +59,7 @@ IMAGE_SUFFIXES = frozenset(
 # Formats Pillow may try: anything else (PDF, EPS via Ghostscript, …) is refused, whatever the name says.
 IMAGE_FORMATS = ("PNG", "JPEG", "BMP", "GIF", "TIFF", "WEBP", "PPM")
 KAGGLE_PIXELS = 784
+CHANNEL_MODES = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}  # an array's last axis -> Pillow mode
 EXIF_ORIENTATION = 0x0112
 
 
@@ -300,11 +301,11 @@ def normalize_array(arr: Any) -> np.ndarray:
         raise InputError(f"empty array of shape {arr.shape}")
     if arr.ndim in (2, 3) and arr.shape[0] * arr.shape[1] > MAX_PIXELS:
         raise InputError(f"image too large: {arr.shape[1]}x{arr.shape[0]} pixels (limit {MAX_PIXELS:,})")
-    if arr.ndim == 3 and arr.shape[-1] in (1, 3, 4):
+    if arr.ndim == 3 and arr.shape[-1] in CHANNEL_MODES:
         if arr.shape[-1] == 1:
             arr = arr[..., 0]
         else:
-            return normalize_image(Image.fromarray(_as_uint8(arr), "RGB" if arr.shape[-1] == 3 else "RGBA"))
+            return normalize_image(Image.fromarray(_as_uint8(arr), CHANNEL_MODES[arr.shape[-1]]))
     if arr.ndim != 2:
         raise InputError(f"expected an image of shape (H, W), (H, W, C) or (1, H, W), got shape {arr.shape}")
     digit = _as_uint8(arr)
@@ -617,8 +618,10 @@ def is_batch(images: Any) -> bool:
 
 
 def _array_layout(shape: tuple[int, ...], torch_order: bool) -> str:
-    """'image', 'batch' (N, H, W), 'batch-channels' (N, C, H, W / N, H, W, C) or 'rows' (N, 784)."""
-    if len(shape) == 2 and shape[1] == KAGGLE_PIXELS and shape[0] != SIZE:
+    """'image', 'batch' (N, H, W), 'batch-channels' (N, C, H, W / N, H, W, C) or 'rows' (N, 784).
+
+    Any (N, 784) is N Kaggle rows, N = 28 included (no digit photo is 28 x 784 px)."""
+    if len(shape) == 2 and shape[1] == KAGGLE_PIXELS:
         return "rows"
     if len(shape) <= 2:
         return "image"
@@ -627,8 +630,9 @@ def _array_layout(shape: tuple[int, ...], torch_order: bool) -> str:
             # (1, H, W) is what ToTensor gives for one grey image; any other (N, H, W) is a batch,
             # like MNIST's `.data` tensor. (An RGB image tensor goes in as (1, 3, H, W).)
             return "image" if shape[0] == 1 else "batch"
-        # numpy's single image is (H, W, C); any other 3-d array is a batch (N, H, W), even N = 1.
-        return "image" if shape[-1] in (1, 3, 4) and shape[0] > 4 else "batch"
+        # numpy's single image is (H, W, C) with C = 1 (grey), 2 (grey + alpha), 3 (RGB) or 4 (RGBA)
+        # and H > 4; any other 3-d array is a batch (N, H, W), even N = 1.
+        return "image" if shape[-1] in CHANNEL_MODES and shape[0] > 4 else "batch"
     return "batch-channels"
 
 

@@ -175,6 +175,19 @@ def test_numpy_batch_and_layouts(digits: tuple[np.ndarray, np.ndarray]) -> None:
     # N x H x W x 1 and flattened Kaggle-style rows N x 784
     np.testing.assert_array_equal(inputs.stack(load_all(images[..., None])), images)
     np.testing.assert_array_equal(inputs.stack(load_all(images.reshape(5, 784))), images)
+    # any N x 784 is N rows, 28 of them too (not one 28 x 784 image)
+    rows = np.concatenate([images] * 6)[:28]
+    assert inputs.is_batch(rows.reshape(28, 784))
+    np.testing.assert_array_equal(inputs.stack(load_all(rows.reshape(28, 784))), rows)
+
+
+def test_grey_plus_alpha_array_is_one_image(seven: Image.Image, seven_digit: np.ndarray) -> None:
+    ink = np.asarray(seven)
+    la = np.stack([np.zeros_like(ink), ink], axis=-1)  # black ink whose opacity is the stroke, as an LA PNG
+    assert not inputs.is_batch(la)
+    np.testing.assert_array_equal(inputs.normalize(la), seven_digit)
+    (loaded,) = load_all([la])
+    np.testing.assert_array_equal(loaded.digit, seven_digit)
 
 
 def test_torch_tensors_without_importing_torch_in_inputs(digits: tuple[np.ndarray, np.ndarray]) -> None:
