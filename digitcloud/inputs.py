@@ -687,6 +687,7 @@ def _raise(reason: str) -> np.ndarray:
 def kaggle_csv_items(path: str | os.PathLike[str]) -> Iterator[Item]:
     """Rows of a Digit Recognizer CSV: ``pixel0..pixel783`` with or without a leading ``label``.
 
+    Blank lines are skipped and not counted: "row N" is the N-th image, Kaggle's ImageId.
     Read lazily, one row at a time, so a 28,000-row test.csv never sits in memory as text. A file
     that stops being readable text (not UTF-8, a field over csv's size limit) ends with one error
     item naming the row; the rows before it are kept.
@@ -721,6 +722,8 @@ def kaggle_csv_items(path: str | os.PathLike[str]) -> Iterator[Item]:
             row = _next_row(rows)
             if row is None:
                 return
+            if isinstance(row, list) and not "".join(row).strip():
+                continue  # a blank line (a trailing newline too many): no image, so no row number
             row_number += 1
             if isinstance(row, InputError):
                 yield Item(f"csv {name} row {row_number}", partial(_raise, row.reason))

@@ -335,6 +335,20 @@ def test_bad_csv_rows_are_named_and_good_rows_kept(tmp_path: Path, digits: tuple
     np.testing.assert_array_equal(inputs.stack(loaded), images[:3])
 
 
+def test_blank_lines_in_a_csv_are_skipped_and_rows_keep_their_numbers(
+    tmp_path: Path, digits: tuple[np.ndarray, np.ndarray]
+) -> None:
+    images = digits[0][:3]
+    path = tmp_path / "test.csv"
+    write_kaggle_csv(path, images, None)
+    header, *rows = path.read_text().splitlines()
+    path.write_text("\n".join([header, rows[0], "", rows[1], "  ", rows[2], "", ""]) + "\n")
+    loaded = load_all(path)
+    assert [x.source for x in loaded] == [f"csv {str(path)!r} row {n}" for n in (1, 2, 3)]
+    assert all(x.error is None for x in loaded)
+    np.testing.assert_array_equal(inputs.stack(loaded), images)
+
+
 def test_csv_without_pixel_header_is_one_named_error(tmp_path: Path) -> None:
     path = tmp_path / "other.csv"
     path.write_text("a,b,c\n1,2,3\n")
