@@ -89,8 +89,10 @@ def _to_grey(img: Image.Image) -> np.ndarray:
         grey = np.asarray(rgba.convert("L"), dtype=np.float32)
         if alpha.min() < 1.0:
             # Ink drawn on a transparent canvas: put it on white if the ink is dark, else on black.
-            opaque = alpha > 0.5
-            ink = float(grey[opaque].mean()) if opaque.any() else 0.0
+            # The ink's colour is weighted by opacity, so light ink that is nowhere half opaque (a
+            # soft brush) still counts, and fully transparent pixels (whatever colour) do not.
+            weight = float(alpha.sum())
+            ink = float((grey * alpha).sum()) / weight if weight > 0 else 0.0
             backdrop = 255.0 if ink < 128 else 0.0
             grey = grey * alpha + backdrop * (1.0 - alpha)
         return grey

@@ -105,6 +105,17 @@ def test_alpha_png_with_dark_ink_on_transparency(seven: Image.Image, seven_digit
     np.testing.assert_array_equal(inputs.normalize(encode(rgba, "PNG")), seven_digit)
 
 
+@pytest.mark.parametrize("colour", [255, 0])
+def test_faint_ink_on_transparency_is_read_whatever_its_colour(
+    seven: Image.Image, seven_digit: np.ndarray, colour: int
+) -> None:
+    rgba = np.zeros((*seven.size[::-1], 4), dtype=np.uint8)
+    rgba[..., :3] = colour  # white or black ink, nowhere more than 45 % opaque: a soft brush
+    rgba[..., 3] = (np.asarray(seven) * 0.45).astype(np.uint8)
+    digit = inputs.normalize(encode(Image.fromarray(rgba), "PNG"))
+    assert np.corrcoef(digit.ravel(), seven_digit.ravel())[0, 1] > 0.99
+
+
 def test_unusual_modes_decode(seven: Image.Image) -> None:
     for img in (seven.convert("P"), seven.convert("I;16"), seven.convert("CMYK"), seven.convert("1")):
         digit = inputs.normalize(img)
