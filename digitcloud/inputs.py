@@ -51,6 +51,8 @@ WORK_SIZE = 512  # photos are shrunk to at most this before the recipe: a digit 
 THIN_PEN = 0.09  # pen width / digit size below which the pen is widened: MNIST's 5th percentile
 PEN_TARGET = 0.12  # ... to about this (MNIST's 25th percentile is 0.115, its median 0.135)
 MIN_CONTRAST = 24.0  # grey levels between paper and ink below which an image counts as blank
+MIN_INK_PX = 6  # ink spanning fewer pixels than this (or MIN_INK_FRACTION of the image) is a speck
+MIN_INK_FRACTION = 0.02  # 10 px of a 512 px photo; a 1 cm digit on a whole A4 scan is ~3.4 %
 URL_TIMEOUT = (5.0, 20.0)  # connect, read (seconds)
 URL_DEADLINE = 60.0  # seconds for a whole download
 IMAGE_SUFFIXES = frozenset(
@@ -236,6 +238,13 @@ def normalize_grey(grey: np.ndarray) -> np.ndarray:
     rows, cols = np.flatnonzero(strong.any(1)), np.flatnonzero(strong.any(0))
     if rows.size == 0:
         raise InputError("no digit found: no ink stands out from the background")
+    ink_h, ink_w = rows[-1] - rows[0] + 1, cols[-1] - cols[0] + 1
+    if max(ink_h, ink_w) < max(MIN_INK_PX, MIN_INK_FRACTION * max(grey.shape)):
+        height, width = grey.shape
+        raise InputError(
+            f"no digit found: the only ink is a speck ({ink_w}x{ink_h} px in a {width}x{height} image); "
+            "crop closer to the digit"
+        )
     margin = max(1, round(max(rows[-1] - rows[0], cols[-1] - cols[0]) / BOX))
     top, left = max(0, rows[0] - margin), max(0, cols[0] - margin)
     window = level[top : rows[-1] + margin + 1, left : cols[-1] + margin + 1]

@@ -116,6 +116,22 @@ def test_faint_ink_on_transparency_is_read_whatever_its_colour(
     assert np.corrcoef(digit.ravel(), seven_digit.ravel())[0, 1] > 0.99
 
 
+def test_a_speck_on_blank_paper_is_no_digit_but_a_small_digit_is_read(seven: Image.Image) -> None:
+    for (height, width), side in [((60, 60), 3), ((120, 150), 5)]:
+        speck = np.full((height, width), 235, dtype=np.uint8)
+        speck[40 : 40 + side, 30 : 30 + side] = 20  # a fleck of dirt, nothing else
+        with pytest.raises(InputError, match=rf"only ink is a speck \({side}x{side} px in a {width}x{height} image\)"):
+            inputs.normalize(speck)
+    # a digit a sixth of the page's size, off-centre, is still a digit
+    page = Image.new("L", (600, 600), 235)
+    small = Image.eval(seven.resize((100, 100), Image.Resampling.LANCZOS), lambda v: 235 - v * 215 // 255)
+    page.paste(small, (380, 100))
+    alone = np.pad(np.asarray(small), 20, constant_values=235)  # the same digit cropped close
+    read, close = inputs.normalize(page).astype(float), inputs.normalize(alone).astype(float)
+    shifts = [np.roll(read, (dy, dx), (0, 1)) for dy in (-1, 0, 1) for dx in (-1, 0, 1)]  # centring may differ by 1 px
+    assert max(np.corrcoef(s.ravel(), close.ravel())[0, 1] for s in shifts) > 0.85
+
+
 def test_unusual_modes_decode(seven: Image.Image) -> None:
     for img in (seven.convert("P"), seven.convert("I;16"), seven.convert("CMYK"), seven.convert("1")):
         digit = inputs.normalize(img)
