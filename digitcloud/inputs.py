@@ -56,7 +56,7 @@ MIN_INK_FRACTION = 0.02  # 10 px of a 512 px photo; a 1 cm digit on a whole A4 s
 URL_TIMEOUT = (5.0, 20.0)  # connect, read (seconds)
 URL_DEADLINE = 60.0  # seconds for a whole download
 IMAGE_SUFFIXES = frozenset(
-    {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pbm", ".pnm"}
+    {".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pbm", ".pnm"}
 )
 # Formats Pillow may try: anything else (PDF, EPS via Ghostscript, …) is refused, whatever the name says.
 IMAGE_FORMATS = ("PNG", "JPEG", "BMP", "GIF", "TIFF", "WEBP", "PPM")

@@ -184,6 +184,15 @@ def test_directory_gives_its_image_files_in_name_order(tmp_path: Path, rng: np.r
     assert inputs.is_batch(tmp_path) and inputs.is_batch(str(tmp_path))
 
 
+def test_directory_includes_every_jpeg_spelling(tmp_path: Path, rng: np.random.Generator) -> None:
+    names = ["a.jfif", "b.jpe", "c.JPEG", "d.jpg"]  # .jfif: what browsers save some JPEGs as
+    for name in names:
+        (tmp_path / name).write_bytes(encode(draw_digit(4, rng), "JPEG"))
+    loaded = load_all(tmp_path)
+    assert [Path(eval(x.source)).name for x in loaded] == names
+    assert all(x.error is None for x in loaded)
+
+
 def test_glob_pattern(tmp_path: Path, rng: np.random.Generator) -> None:
     for i in range(3):
         (tmp_path / f"d{i}.png").write_bytes(encode(draw_digit(i, rng)))
