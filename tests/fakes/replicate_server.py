@@ -428,14 +428,12 @@ class FakeReplicate:
                 message = email.parser.BytesParser().parsebytes(
                     b"Content-Type: " + self.headers["Content-Type"].encode() + b"\r\n\r\n" + raw
                 )
-                content = next(
-                    (
-                        part.get_payload(decode=True)
-                        for part in message.get_payload()
-                        if part.get_param("name", header="content-disposition") == "content"
-                    ),
-                    None,
-                )
+                content: bytes | None = None
+                for part in message.walk():  # the multipart message itself, then its parts
+                    if part.get_param("name", header="content-disposition") == "content":
+                        payload = part.get_payload(decode=True)
+                        content = payload if isinstance(payload, bytes) else None
+                        break
                 if content is None:
                     self._send(400, {"detail": "content is required"})
                     return
