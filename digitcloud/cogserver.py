@@ -101,7 +101,9 @@ class CogServerBackend:
         try:
             if stop.is_set():
                 raise CloudUnavailableError("abandoned before it was sent: the caller gave up")
-            result = self._put_until_done(prediction_id, body, deadline, BODY_LIMIT + BODY_PER_DIGIT * len(digits))
+            result = self._put_until_done(
+                prediction_id, body, deadline, BODY_LIMIT + BODY_PER_DIGIT * len(digits), stop
+            )
             finished = True
         finally:
             ours = self._in_flight.pop(prediction_id) is not None  # not already cancelled by cancel_all
@@ -115,11 +117,17 @@ class CogServerBackend:
         for prediction_id in active:
             self._cancel(prediction_id)
 
-    def _put_until_done(self, prediction_id: str, body: dict[str, Any], deadline: Deadline, max_bytes: int) -> Any:
+    def _put_until_done(
+        self, prediction_id: str, body: dict[str, Any], deadline: Deadline, max_bytes: int, stop: threading.Event
+    ) -> Any:
+        """PUT the prediction until the server answers with its end; once ``stop`` is set, no further
+        PUT is sent (one would restart a prediction ``cancel_all`` just cancelled) and a wait ends."""
         url = f"{self.url}/predictions/{prediction_id}"
         reason = "no attempt made"
         for attempt in range(1, self.policy.attempts + 1):
             retry_after = None
+            if stop.is_set():
+                raise CloudUnavailableError("prediction abandoned: the caller gave up")
             self._gate()
             try:
                 budget = max(1.0, deadline.remaining())
@@ -145,7 +153,8 @@ class CogServerBackend:
             delay = self.policy.backoff(attempt, retry_after)
             if not deadline.fits(delay):
                 break
-            self.policy.sleep(delay)
+            if not self.policy.wait(delay, stop):
+                raise CloudUnavailableError("prediction abandoned: the caller gave up")
         raise CloudUnavailableError(f"Cog server gave no answer within {self.timeout:.0f} s ({reason})")
 
     def _gate(self) -> None:

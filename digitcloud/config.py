@@ -167,7 +167,8 @@ class Settings:
             raise ConfigError(f"local_engine must be one of {', '.join(LOCAL_ENGINES)}; got {local_engine!r}")
         if offline is None:
             offline = env.get("DIGITCLOUD_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
-        if not (cog_url or model or deployment):  # a cloud given as an argument replaces the environment's
+        # A cloud given as an argument replaces the environment's; a local or offline run reads none from it.
+        if not (cog_url or model or deployment) and backend != "local" and not offline:
             cog_url = env.get("DIGITCLOUD_COG_URL") or None
             model = env.get("DIGITCLOUD_MODEL") or None
             deployment = env.get("DIGITCLOUD_DEPLOYMENT") or None

@@ -67,6 +67,8 @@ __all__ = ["ReplicateBackend", "ResponseTooLargeError", "ResponseTooSlowError"]
 
 logger = logging.getLogger("digitcloud")
 
+CANCEL_SECONDS = 10.0  # for the cancels of one give-up, all tries included
+CANCEL_PAUSE = 2.0  # the longest wait between two tries of a cancel
 DATA_URI_LIMIT = 256 * 1024  # Replicate: data URLs for files up to 256 KB, uploads beyond
 CONNECT_TIMEOUT = 5.0
 MAX_WAIT = 60  # Prefer: wait=N accepts 1..60
@@ -284,9 +286,12 @@ class ReplicateBackend:
         return self._outcome(prediction, len(digits))
 
     def cancel_all(self, stop: threading.Event | None = None) -> None:
-        """Cancel the predictions in flight for the call that set ``stop`` (all when ``None``)."""
+        """Cancel the predictions in flight for the call that set ``stop`` (all when ``None``): one
+        ``CANCEL_SECONDS`` budget for them all, so Ctrl-C during a 429 storm returns in about that long
+        however many were in flight (each still gets one try)."""
+        deadline = Deadline(CANCEL_SECONDS)
         for url in self._in_flight.take(stop):
-            self._cancel(url)
+            self._cancel(url, deadline=deadline)
 
     def _cancel_url(self, prediction: dict[str, Any]) -> str:
         url = _urls(prediction).get("cancel")
@@ -294,12 +299,13 @@ class ReplicateBackend:
             return url
         return f"{self.base_url}/v1/predictions/{quote(str(prediction['id']), safe='')}/cancel"
 
-    def _cancel(self, url: str, count: int = 0) -> dict[str, Any] | None:
-        """Cancel (3 tries within ~10 s, breaker or not: a cancel only saves money). Returns the
-        prediction as the cancel saw it, or ``None``; when every try fails (no answer, 5xx, or 429:
-        throttled, so not cancelled) it logs the id, and the create's ``Cancel-After`` ends the
-        prediction. A ``Retry-After`` is honoured within the 10 s."""
-        deadline = Deadline(10.0)
+    def _cancel(self, url: str, count: int = 0, deadline: Deadline | None = None) -> dict[str, Any] | None:
+        """Cancel (3 tries within ``deadline``, by default ~10 s, breaker or not: a cancel only saves
+        money). Returns the prediction as the cancel saw it, or ``None``; when every try fails (no
+        answer, 5xx, or 429: throttled, so not cancelled) it logs the id, and the create's
+        ``Cancel-After`` ends the prediction. Waits between tries are at most ``CANCEL_PAUSE``, a
+        ``Retry-After`` included: the caller is waiting on Ctrl-C."""
+        deadline = deadline or Deadline(CANCEL_SECONDS)
         reason = "no attempt made"
         for attempt in range(1, 4):
             retry_after = None
@@ -317,8 +323,9 @@ class ReplicateBackend:
                 retry_after = parse_retry_after(resp.headers.get("Retry-After"), self.wall_clock)
             except requests.RequestException as exc:
                 reason = type(exc).__name__
-            if attempt < 3 and not deadline.expired():
-                self.policy.sleep(min(self.policy.backoff(attempt, retry_after), deadline.remaining()))
+            if attempt == 3 or deadline.expired():
+                break
+            self.policy.sleep(min(self.policy.backoff(attempt, retry_after), CANCEL_PAUSE, deadline.remaining()))
         logger.warning(
             "could not cancel Replicate prediction %s (%s); its Cancel-After deadline will end it",
             url.rstrip("/").split("/")[-2],

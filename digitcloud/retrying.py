@@ -48,8 +48,9 @@ class RetryPolicy:
     def wait(self, delay: float, stop: threading.Event) -> bool:
         """Sleep ``delay`` seconds unless ``stop`` is set; False when it is (before or during).
 
-        The default sleep wakes the moment ``stop`` is set (a closed client or Ctrl-C never waits out
-        a 30 s ``Retry-After``); an injected ``sleep`` (tests) runs whole, then ``stop`` is checked."""
+        The default sleep wakes the moment ``stop`` is set (a call that gives up: Ctrl-C, an error, a
+        ``classify_iter`` left early, never waits out a 30 s ``Retry-After``); an injected ``sleep``
+        (tests) runs whole, then ``stop`` is checked."""
         if stop.is_set():
             return False
         if self.sleep is time.sleep:

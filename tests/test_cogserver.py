@@ -6,6 +6,7 @@ import json
 import random
 import re
 import socket
+import threading
 import warnings
 
 import numpy as np
@@ -97,6 +98,20 @@ def test_giving_up_raises_unavailable_and_cancels(backend: CogServerBackend, sle
         backend.predict(DIGITS)
     assert len([c for c in responses.calls if c.request.method == "PUT"]) == 4
     assert cancel.call_count == 1 and len(sleeps) == 3
+
+
+@responses.activate
+def test_no_put_is_sent_once_the_caller_has_given_up() -> None:
+    stop = threading.Event()
+    policy = RetryPolicy(attempts=4, sleep=lambda s: stop.set(), rng=random.Random(0))  # Ctrl-C in the backoff
+    backend = CogServerBackend(URL, timeout=60, policy=policy)
+    backend._checked = True
+    responses.add(responses.PUT, PUT_URL, status=409, json={})
+    cancel = responses.add(responses.POST, CANCEL_URL, json={})
+    with pytest.raises(CloudUnavailableError, match="the caller gave up"):
+        backend.predict(DIGITS, stop)
+    # one PUT (a second would restart a prediction the give-up cancelled), then its cancel
+    assert len([c for c in responses.calls if c.request.method == "PUT"]) == 1 and cancel.call_count == 1
 
 
 @responses.activate

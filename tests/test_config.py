@@ -81,3 +81,6 @@ def test_a_cloud_given_as_an_argument_replaces_the_one_in_the_environment() -> N
     chosen = Settings.resolve(cog_url="http://10.0.0.2:5000", environ=env)
     assert (chosen.model, chosen.cog_url) == (None, "http://10.0.0.2:5000")
     assert Settings.resolve(environ={"DIGITCLOUD_DEPLOYMENT": "o/d"}).deployment == "o/d"
+    # a local or offline run never uses a cloud, so the environment's cannot stop it
+    assert Settings.resolve(backend="local", environ=env).cog_url is None
+    assert Settings.resolve(environ={**env, "DIGITCLOUD_OFFLINE": "1"}).model is None

@@ -307,3 +307,26 @@ def test_a_poll_answer_without_id_or_urls_keeps_polling_the_same_prediction() ->
     answers = backend().predict(np.zeros((1, 28, 28), dtype=np.uint8))
     assert int(np.argmax(answers[0])) == 3
     assert [p.call_count for p in polls] == [1, 1]
+
+
+@responses.activate
+def test_cancelling_on_give_up_shares_one_budget_and_never_waits_long(monkeypatch: pytest.MonkeyPatch) -> None:
+    throttled = responses.post(
+        re.compile(rf"{BASE}/v1/predictions/p[0-9]/cancel"), status=429, json={}, headers={"Retry-After": "30"}
+    )
+    slept: list[float] = []
+    b = ReplicateBackend(
+        Target.parse(model="o/n"),
+        Secret(TOKEN),
+        base_url=BASE,
+        policy=RetryPolicy(sleep=lambda s: (slept.append(s), time.sleep(s)), rng=random.Random(0)),
+    )
+    monkeypatch.setattr("digitcloud.replicate.CANCEL_SECONDS", 0.5)
+    stop = threading.Event()
+    for pid in ("p1", "p2", "p3"):
+        b._in_flight.add(pid, f"{BASE}/v1/predictions/{pid}/cancel", stop)
+    b.cancel_all(stop)
+    # the first cancel spends the shared 0.5 s (try, wait, try); the others get one try each,
+    # not three apiece; no wait honours the 30 s asked for
+    assert throttled.call_count == 4
+    assert slept and max(slept) <= 0.5
