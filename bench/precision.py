@@ -23,7 +23,15 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from digitcloud.model import import_torch, load_model, predict_probabilities, prepare, to_model_input
+from digitcloud.model import (
+    import_torch,
+    load_for_serving,
+    load_model,
+    predict_probabilities,
+    prepare,
+    serving_batch_size,
+    to_model_input,
+)
 from tests.conftest import stroke_digits
 
 
@@ -60,7 +68,8 @@ def main() -> None:
     cpu = prepare(load_model())
     fp32 = predict_probabilities(cpu, digits)
     if torch.cuda.is_available():
-        bf16 = predict_probabilities(prepare(load_model(device="cuda")), digits, batch_size=16_384)
+        gpu = load_for_serving()  # exactly as predict.py's setup(): cudnn autotuned, warmed up
+        bf16 = predict_probabilities(gpu, digits, batch_size=serving_batch_size(gpu))
         how = f"CUDA bf16 autocast ({torch.cuda.get_device_name()})"
     else:
         bf16 = bf16_on_cpu(cpu, digits)
