@@ -51,8 +51,12 @@ WORK_SIZE = 512  # photos are shrunk to at most this before the recipe: a digit 
 THIN_PEN = 0.09  # pen width / digit size below which the pen is widened: MNIST's 5th percentile
 PEN_TARGET = 0.12  # ... to about this (MNIST's 25th percentile is 0.115, its median 0.135)
 MIN_CONTRAST = 24.0  # grey levels between paper and ink below which an image counts as blank
-MIN_INK_PX = 6  # ink spanning fewer pixels than this (or MIN_INK_FRACTION of the image) is a speck
-MIN_INK_FRACTION = 0.02  # 10 px of a 512 px photo; a 1 cm digit on a whole A4 scan is ~3.4 %
+# A speck, not a digit: ink spanning under MIN_INK_FRACTION of the image's side along both axes,
+# or under MIN_INK_PX pixels and under SMALL_INK_FRACTION (a 3x3 fleck in a 28x28 image is one; a
+# 5 px "1" in it, or a "1" filling a 5x5 image or a 1100x20 strip, is not).
+MIN_INK_FRACTION = 0.02
+MIN_INK_PX = 6
+SMALL_INK_FRACTION = 0.15
 URL_TIMEOUT = (5.0, 20.0)  # connect, read (seconds)
 URL_DEADLINE = 60.0  # seconds for a whole download
 IMAGE_SUFFIXES = frozenset(
@@ -91,10 +95,10 @@ def _to_grey(img: Image.Image) -> np.ndarray:
         grey = np.asarray(rgba.convert("L"), dtype=np.float32)
         if alpha.min() < 1.0:
             # Ink drawn on a transparent canvas: put it on white if the ink is dark, else on black.
-            # The ink's colour is weighted by opacity, so light ink that is nowhere half opaque (a
-            # soft brush) still counts, and fully transparent pixels (whatever colour) do not.
-            weight = float(alpha.sum())
-            ink = float((grey * alpha).sum()) / weight if weight > 0 else 0.0
+            # The ink is what is at least half as opaque as the most opaque pixel: a soft brush
+            # nowhere half opaque still counts, and a faintly tinted canvas around opaque ink does not.
+            peak = float(alpha.max())
+            ink = float(grey[alpha >= 0.5 * peak].mean()) if peak > 0 else 0.0
             backdrop = 255.0 if ink < 128 else 0.0
             grey = grey * alpha + backdrop * (1.0 - alpha)
         return grey
@@ -238,9 +242,10 @@ def normalize_grey(grey: np.ndarray) -> np.ndarray:
     rows, cols = np.flatnonzero(strong.any(1)), np.flatnonzero(strong.any(0))
     if rows.size == 0:
         raise InputError("no digit found: no ink stands out from the background")
+    height, width = grey.shape
     ink_h, ink_w = rows[-1] - rows[0] + 1, cols[-1] - cols[0] + 1
-    if max(ink_h, ink_w) < max(MIN_INK_PX, MIN_INK_FRACTION * max(grey.shape)):
-        height, width = grey.shape
+    extent = max(ink_h / height, ink_w / width)  # along its longer axis, relative to the image's side
+    if extent < MIN_INK_FRACTION or (max(ink_h, ink_w) < MIN_INK_PX and extent < SMALL_INK_FRACTION):
         raise InputError(
             f"no digit found: the only ink is a speck ({ink_w}x{ink_h} px in a {width}x{height} image); "
             "crop closer to the digit"
@@ -733,7 +738,7 @@ def kaggle_csv_items(path: str | os.PathLike[str]) -> Iterator[Item]:
             row = _next_row(rows)
             if row is None:
                 return
-            if isinstance(row, list) and not "".join(row).strip():
+            if isinstance(row, list) and len(row) <= 1 and not "".join(row).strip():
                 continue  # a blank line (a trailing newline too many): no image, so no row number
             row_number += 1
             if isinstance(row, InputError):

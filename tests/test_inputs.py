@@ -105,6 +105,18 @@ def test_alpha_png_with_dark_ink_on_transparency(seven: Image.Image, seven_digit
     np.testing.assert_array_equal(inputs.normalize(encode(rgba, "PNG")), seven_digit)
 
 
+@pytest.mark.parametrize("canvas", [0.08, 0.3])
+def test_dark_ink_on_a_faintly_opaque_canvas_is_put_on_white(
+    seven: Image.Image, seven_digit: np.ndarray, canvas: float
+) -> None:
+    ink = np.asarray(seven)
+    rgba = np.zeros((*ink.shape, 4), dtype=np.uint8)
+    rgba[..., :3] = (255 - ink)[..., None]  # black ink on a white canvas that is only `canvas` opaque
+    rgba[..., 3] = np.where(ink > 128, 255, int(canvas * 255))
+    digit = inputs.normalize(encode(Image.fromarray(rgba), "PNG"))
+    assert np.corrcoef(digit.ravel(), seven_digit.ravel())[0, 1] > 0.95
+
+
 @pytest.mark.parametrize("colour", [255, 0])
 def test_faint_ink_on_transparency_is_read_whatever_its_colour(
     seven: Image.Image, seven_digit: np.ndarray, colour: int
@@ -126,6 +138,11 @@ def test_a_speck_on_blank_paper_is_no_digit_but_a_small_digit_is_read(seven: Ima
     page = Image.new("L", (600, 600), 235)
     small = Image.eval(seven.resize((100, 100), Image.Resampling.LANCZOS), lambda v: 235 - v * 215 // 255)
     page.paste(small, (380, 100))
+    # a "1" filling a narrow strip, or a tiny image, or a small one in a 28x28 image, is not a speck
+    for shape, stroke in [((20, 1100), np.s_[1:19, 540:544]), ((5, 5), np.s_[:, 2]), ((28, 28), np.s_[3:8, 20])]:
+        one = np.full(shape, 235, dtype=np.uint8)
+        one[stroke] = 20
+        assert inputs.normalize(one).max() > 200, shape
     alone = np.pad(np.asarray(small), 20, constant_values=235)  # the same digit cropped close
     read, close = inputs.normalize(page).astype(float), inputs.normalize(alone).astype(float)
     shifts = [np.roll(read, (dy, dx), (0, 1)) for dy in (-1, 0, 1) for dx in (-1, 0, 1)]  # centring may differ by 1 px
@@ -383,6 +400,11 @@ def test_blank_lines_in_a_csv_are_skipped_and_rows_keep_their_numbers(
     assert [x.source for x in loaded] == [f"csv {str(path)!r} row {n}" for n in (1, 2, 3)]
     assert all(x.error is None for x in loaded)
     np.testing.assert_array_equal(inputs.stack(loaded), images)
+    # a row of empty fields is a row (an image lost on export), not a blank line: it keeps its number
+    path.write_text("\n".join([header, rows[0], "," * 783, rows[1]]) + "\n")
+    loaded = load_all(path)
+    assert [x.source.rsplit(" ", 1)[1] for x in loaded] == ["1", "2", "3"]
+    assert loaded[1].error is not None and "row 2" in str(loaded[1].error)
 
 
 def test_csv_without_pixel_header_is_one_named_error(tmp_path: Path) -> None:
