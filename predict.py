@@ -29,14 +29,18 @@ class Runner(BaseRunner):
     @cog.concurrent(max=8)
     async def run(
         self,
-        image: Path = Input(default=None, description="One image of a handwritten digit (PNG, JPEG, WebP…)"),
-        digits: Path = Input(default=None, description="A .npy/.npz batch: uint8 [N, 28, 28], MNIST-style"),
-        request_id: str = Input(default=None, description="Any string; echoed back in the output"),
+        # Optional[...] is what makes them optional: Cog reads `X = Input(default=None)` as "required".
+        image: Optional[Path] = Input(default=None, description="One image of a handwritten digit (PNG, JPEG, WebP…)"),
+        digits: Optional[Path] = Input(default=None, description="A .npy/.npz batch: uint8 [N, 28, 28], MNIST-style"),
+        request_id: Optional[str] = Input(default=None, description="Any string; echoed back in the output"),
     ) -> Output:
-        if (image is None) == (digits is None):
-            raise ValueError("give exactly one of 'image' (one picture) or 'digits' (a .npy/.npz batch file)")
         try:
-            batch = await asyncio.to_thread(inputs.read_digits_file if digits else inputs.decode_file, digits or image)
+            if digits is not None and image is None:
+                batch = await asyncio.to_thread(inputs.read_digits_file, digits)
+            elif image is not None and digits is None:
+                batch = await asyncio.to_thread(inputs.decode_file, image)
+            else:
+                raise ValueError("give exactly one of 'image' (one picture) or 'digits' (a .npy/.npz batch file)")
         except inputs.InputError as exc:
             if digits is not None:
                 raise  # the whole batch file is unusable: the prediction fails with the reason

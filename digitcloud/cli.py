@@ -90,10 +90,18 @@ def release_main(model: str) -> int:
         print(f"digitcloud: error: {exc}", file=sys.stderr)
         return 1
     print(f"{found.model}: latest version {found.version} (created {found.created_at})")
-    if not found.compatible:
+    if found.missing_inputs:
         print(
             f"digitcloud: this version lacks the inputs {', '.join(found.missing_inputs)} of wire contract v1: "
             "was predict.py pushed?",
+            file=sys.stderr,
+        )
+        return 1
+    if found.required_inputs:
+        print(
+            f"digitcloud: this version requires the inputs {', '.join(found.required_inputs)}, so it refuses "
+            "every request (each carries image or digits, not both): push a predict.py that declares them "
+            "Optional[...] = Input(default=None)",
             file=sys.stderr,
         )
         return 1

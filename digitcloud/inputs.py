@@ -572,7 +572,8 @@ def _read_npz(path: str | os.PathLike[str], max_digits: int) -> np.ndarray:
 def _check_batch(shape: tuple[int, ...], dtype: np.dtype[Any], max_digits: int) -> None:
     if dtype != np.uint8:
         raise InputError(f"batch digits must be uint8, got {dtype}")
-    if len(shape) != 3 or tuple(shape[1:]) != (SIZE, SIZE):
+    # type(...) is int: a header may say (True, 28, 28), which == 1 but cannot size an array
+    if len(shape) != 3 or tuple(shape[1:]) != (SIZE, SIZE) or type(shape[0]) is not int:
         raise InputError(f"batch must have shape [N, 28, 28], got {list(shape)}")
     if shape[0] < 1:
         raise InputError("batch file holds no digits")

@@ -17,12 +17,14 @@ CONTRACT_INPUTS = ("image", "digits", "request_id")
 
 @dataclass(frozen=True)
 class Release:
-    """A model's latest version and whether its inputs are the ones digitcloud sends."""
+    """A model's latest version and whether its inputs are the ones digitcloud sends: all three
+    present, none required (a request carries ``image`` or ``digits``, never both)."""
 
     model: str
     version: str
     created_at: str
     missing_inputs: tuple[str, ...]
+    required_inputs: tuple[str, ...] = ()
 
     @property
     def pinned(self) -> str:
@@ -30,7 +32,7 @@ class Release:
 
     @property
     def compatible(self) -> bool:
-        return not self.missing_inputs
+        return not self.missing_inputs and not self.required_inputs
 
 
 def latest_release(model: str, *, token: str | None = None, base_url: str | None = None) -> Release:
@@ -61,13 +63,16 @@ def latest_release(model: str, *, token: str | None = None, base_url: str | None
     version = found.latest_version
     if version is None:
         raise CloudError(f"{model} has no version yet: run `cog push r8.im/{model}` first")
-    inputs = _input_names(version.openapi_schema)
+    inputs, required = _inputs(version.openapi_schema)
     missing = tuple(name for name in CONTRACT_INPUTS if name not in inputs)
-    return Release(f"{target.owner}/{target.name}", version.id, str(version.created_at), missing)
+    forced = tuple(name for name in CONTRACT_INPUTS if name in required)
+    return Release(f"{target.owner}/{target.name}", version.id, str(version.created_at), missing, forced)
 
 
-def _input_names(schema: Any) -> set[str]:
+def _inputs(schema: Any) -> tuple[set[str], set[str]]:
+    """The schema's input names, and those it marks required."""
     try:
-        return set(schema["components"]["schemas"]["Input"]["properties"])
-    except (KeyError, TypeError):
-        return set()
+        spec = schema["components"]["schemas"]["Input"]
+        return set(spec["properties"]), set(spec.get("required") or ())
+    except (KeyError, TypeError, AttributeError):
+        return set(), set()

@@ -62,6 +62,18 @@ def test_cog_yaml_validates_against_cogs_schema() -> None:
         assert f"\n{package}" in "\n" + pins, package
 
 
+def test_every_input_is_optional_as_cog_reads_them() -> None:
+    # Cog reads `x: Path = Input(default=None)` as required (its SDK's check_input here; the schema
+    # `cog build` bakes in does the same): a pushed model would refuse every request. Optional[...] it
+    # must be. (The local server has no schema to ask: `cog build` writes it.)
+    from cog import _inspector
+
+    fields = _inspector.create_predictor("predict", "Runner").inputs
+    assert set(fields) == {"image", "digits", "request_id"}
+    for given in ({"digits": "x.npz"}, {"image": "x.png"}, {"image": "x.png", "request_id": "r"}):
+        _inspector.check_input(fields, given)  # raises "<name>: Field required" for a required one
+
+
 def test_dockerignore_keeps_the_package_and_weights_and_drops_the_rest() -> None:
     ignored = {line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines() if line.strip()}
     assert {"tests", "data", ".venv", "**/.git", "**/__pycache__", ".pytest_cache", "runs"} <= ignored
@@ -111,6 +123,7 @@ BAD_BATCHES = {
     "wrong shape": (_npy(np.zeros((3, 28, 27), np.uint8)), "shape [N, 28, 28]"),
     "empty": (_npy(np.zeros((0, 28, 28), np.uint8)), "holds no digits"),
     "over the limit": (_npy_header_only(1_000_000), "batch too large"),
+    "a bool for N": (_npy_header_only(True), "shape [N, 28, 28]"),  # type: ignore[arg-type]
     "truncated": (_npy(np.zeros((10, 28, 28), np.uint8))[:-100], "truncated"),
     "not numpy": (b"GIF89a not a batch", "must be .npy or .npz"),
     "corrupt npz": (b"PK\x03\x04" + b"\0" * 40, "corrupt batch file"),

@@ -294,6 +294,10 @@ def test_release_resolves_the_latest_version_with_the_official_client(
     assert main(["release", "owner/other"]) == 1
     assert "lacks the inputs image, digits, request_id" in capsys.readouterr().err
 
+    fake.add_version("owner/strict", "c" * 64, required=("image", "digits"))  # `x: Path = Input(default=None)`
+    assert main(["release", "owner/strict"]) == 1
+    assert "requires the inputs image, digits, so it refuses every request" in capsys.readouterr().err
+
     assert main(["release", "owner/missing"]) == 1
     assert "could not read model owner/missing" in capsys.readouterr().err
 

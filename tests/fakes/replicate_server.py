@@ -123,9 +123,14 @@ class FakeReplicate:
         self.server.server_close()
 
     def add_version(
-        self, model: str, version: str, inputs: tuple[str, ...] = ("image", "digits", "request_id")
+        self,
+        model: str,
+        version: str,
+        inputs: tuple[str, ...] = ("image", "digits", "request_id"),
+        required: tuple[str, ...] = (),
     ) -> None:
-        """Register ``model``'s latest version, as ``cog push`` would, with an OpenAPI schema of ``inputs``."""
+        """Register ``model``'s latest version, as ``cog push`` would, with an OpenAPI schema of ``inputs``
+        (``required`` listed as the schema's required inputs)."""
         owner, name = model.split("/")
         schema = {
             "openapi": "3.0.2",
@@ -134,6 +139,7 @@ class FakeReplicate:
                     "Input": {
                         "type": "object",
                         "properties": {n: {"type": "string", "x-order": i} for i, n in enumerate(inputs)},
+                        **({"required": list(required)} if required else {}),
                     },
                     "Output": {"type": "object", "properties": {"predictions": {"type": "array"}}},
                 }
