@@ -210,7 +210,15 @@ class Client:
                     return [exc.with_traceback(None)] * len(digits), self._cloud.name
                 if stop.is_set():
                     raise  # the caller gave up: no local work either
+                try:
+                    local = self._predict_locally(digits)
+                except LocalBackendError as local_exc:
+                    # Nothing local can answer (a cloud-only install, bad weights): this chunk's items get
+                    # the cloud's error, and the chunks the cloud did answer are not thrown away.
+                    error = CloudUnavailableError(f"{exc}; no local fallback: {local_exc}", status=exc.status)
+                    return [error] * len(digits), self._cloud.name
                 self._warn_fallback(exc)
+                return local, "local"
             else:
                 answers: list[np.ndarray | DigitCloudError] = [
                     CloudError(f"predictor: {a}") if isinstance(a, str) else a for a in remote

@@ -72,15 +72,18 @@ class LocalBackend:
         self.num_threads = num_threads or available_cores()
         self.weights = weights or spec.WEIGHTS
         self.engine = engine
-        self._net: Any = None
+        self._loaded: tuple[str, Any] | None = None  # (engine, model), set once, in one assignment
 
-    def _model(self) -> Any:
-        if self._net is None:
+    def _model(self) -> tuple[str, Any]:
+        """The engine that runs the model and the model, loaded on first use. One tuple, so a thread
+        that finds it set never pairs a model with the other engine's code."""
+        if self._loaded is None:
             torch = spec.import_torch()  # the weights are read by torch whichever engine runs them
             engine = pick_engine(self.engine)
+            net: Any = None
             if engine == "onnxruntime":
                 try:
-                    self._net = cached_model(self.weights, engine, self.num_threads)
+                    net = cached_model(self.weights, engine, self.num_threads)
                 except (WeightsError, MissingDependencyError):
                     raise  # torch would fail the same way
                 except Exception as exc:
@@ -93,13 +96,14 @@ class LocalBackend:
                 # Process-wide in torch; one thread per core is what a 2-core box needs for batch inference.
                 if torch.get_num_threads() != self.num_threads:
                     torch.set_num_threads(self.num_threads)
-                self._net = cached_model(self.weights, engine, self.num_threads)
+                net = cached_model(self.weights, engine, self.num_threads)
+            self._loaded = (engine, net)
             self.engine = engine
-        return self._net
+        return self._loaded
 
     def predict(self, digits: np.ndarray) -> np.ndarray:
         """Probabilities ``[N, 10]`` (float32) for uint8 digits ``[N, 28, 28]``."""
-        net = self._model()
-        if self.engine == "onnxruntime":
+        engine, net = self._model()
+        if engine == "onnxruntime":
             return net.predict(digits, self.batch_size)
         return spec.predict_probabilities(net, digits, self.batch_size)

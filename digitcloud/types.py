@@ -45,7 +45,8 @@ class Prediction:
     def __repr__(self) -> str:
         if self.error is not None:
             return f"Prediction(index={self.index}, source={self.source!r}, error={str(self.error)!r})"
+        confidence = "None" if self.confidence is None else f"{self.confidence:.4f}"  # one built by hand
         return (
-            f"Prediction(digit={self.digit}, confidence={self.confidence:.4f}, backend={self.backend!r}, "
+            f"Prediction(digit={self.digit}, confidence={confidence}, backend={self.backend!r}, "
             f"index={self.index}, source={self.source!r})"
         )

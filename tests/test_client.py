@@ -49,6 +49,7 @@ def test_one_image_in_one_prediction_out(client: Client, tmp_path: Path, rng: np
     assert sum(result.probabilities) == pytest.approx(1.0, abs=1e-4)
     assert result.confidence == max(result.probabilities)
     assert "digit=" in repr(result)
+    assert repr(Prediction(index=0, source="x")).startswith("Prediction(digit=None, confidence=None")
 
 
 def test_list_in_list_out_same_order_every_kind(
@@ -183,3 +184,31 @@ def test_without_torch_the_error_names_the_extra_to_install() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert "missing:" in out and "pip install 'digitcloud[local]'" in out and out.strip().endswith("True")
+
+
+def test_an_outage_without_a_local_model_costs_only_its_own_chunk(
+    digits: tuple[np.ndarray, np.ndarray], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from digitcloud import CloudUnavailableError, MissingDependencyError
+
+    images = digits[0][:6]
+    calls = []
+
+    def cloud(batch: np.ndarray, stop: object = None) -> list[np.ndarray]:
+        calls.append(len(batch))
+        if len(calls) == 2:
+            raise CloudUnavailableError("HTTP 503 from the cloud", status=503)
+        return list(np.eye(10, dtype=np.float32)[[3] * len(batch)])
+
+    def no_torch(batch: np.ndarray) -> np.ndarray:
+        raise MissingDependencyError("the local model needs torch: pip install 'digitcloud[local]'")
+
+    with Client(cog_url="http://127.0.0.1:9", batch_size=2, max_concurrency=1) as client:  # a cloud-only install
+        assert client._cloud is not None
+        monkeypatch.setattr(client._cloud, "predict", cloud)
+        monkeypatch.setattr(client._local, "predict", no_torch)
+        results = client.classify(images)
+    assert [r.index for r in results] == list(range(6))
+    assert [r.digit for r in results] == [3, 3, None, None, 3, 3]  # the answered chunks are kept
+    assert all(isinstance(r.error, CloudUnavailableError) for r in results[2:4])
+    assert "503" in str(results[2].error) and "no local fallback" in str(results[2].error)

@@ -497,3 +497,15 @@ def test_a_ballpoint_digit_in_a_big_photo_is_read_and_recognised() -> None:
     results = classify(photos, backend="local")
     assert [r.error for r in results] == [None] * 10
     assert [r.digit for r in results] == list(range(10))
+
+
+def test_a_generator_that_raises_part_way_costs_one_named_error(seven: Image.Image) -> None:
+    def images():  # type: ignore[no-untyped-def]
+        yield seven
+        yield seven
+        raise FileNotFoundError("scans/3.png")
+
+    loaded = load_all(images())
+    assert [x.error is None for x in loaded] == [True, True, False]
+    assert loaded[2].source == "generator element 2"
+    assert "raised FileNotFoundError: scans/3.png; nothing after it was read" in str(loaded[2].error)
