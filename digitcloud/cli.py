@@ -16,7 +16,7 @@ from typing import TextIO
 
 from digitcloud.client import Client
 from digitcloud.config import BACKENDS
-from digitcloud.errors import DigitCloudError
+from digitcloud.errors import ConfigError, DigitCloudError
 from digitcloud.types import Prediction
 
 FORMATS = ("table", "json", "csv", "kaggle")
@@ -118,6 +118,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return release_main(args.model)
     if not args.paths and not args.csv:
         parser.error("classify needs at least one path or --csv FILE")
+    if args.format == "kaggle" and (args.paths or len(args.csv) != 1):
+        parser.error("--format kaggle takes one --csv FILE and no paths (its ImageId is that file's row number)")
+    if args.output:
+        try:  # before any work: results that cannot be written are work thrown away
+            open(args.output, "a", encoding="utf-8").close()
+        except OSError as exc:
+            print(f"digitcloud: error: cannot write {args.output!r}: {exc.strerror or exc}", file=sys.stderr)
+            return 2
     try:
         with Client(
             backend=args.backend,
@@ -131,10 +139,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             inputs = list(args.paths) + list(args.csv)
             show_progress = args.progress if args.progress is not None else sys.stderr.isatty()
             results = client.classify(inputs, progress=show_progress)
+    except ConfigError as exc:
+        print(f"digitcloud: error: {exc}", file=sys.stderr)
+        return 2  # a usage error, like a bad option
     except DigitCloudError as exc:
         print(f"digitcloud: error: {exc}", file=sys.stderr)
         return 1
     assert isinstance(results, list)
+    if not results:
+        print("digitcloud: error: no images found in the inputs given", file=sys.stderr)
 
     if args.output:
         with open(args.output, "w", newline="", encoding="utf-8") as out:

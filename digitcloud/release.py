@@ -9,7 +9,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from digitcloud.errors import AuthenticationError, CloudError, ConfigError, MissingDependencyError
+from digitcloud.errors import (
+    AuthenticationError,
+    CloudError,
+    CloudUnavailableError,
+    ConfigError,
+    MissingDependencyError,
+)
 from digitcloud.replicate import Target
 
 CONTRACT_INPUTS = ("image", "digits", "request_id")
@@ -38,6 +44,7 @@ class Release:
 def latest_release(model: str, *, token: str | None = None, base_url: str | None = None) -> Release:
     """Resolve ``owner/name`` to its latest version (after ``cog push``) and check its schema."""
     try:
+        import httpx  # the official client's transport
         import replicate
         import replicate.exceptions
     except ImportError as exc:
@@ -57,6 +64,8 @@ def latest_release(model: str, *, token: str | None = None, base_url: str | None
         raise CloudError(
             f"could not read model {model}: {getattr(exc, 'detail', None) or exc}", status=status
         ) from None
+    except httpx.HTTPError as exc:  # offline, DNS, refused, timed out: no answer at all
+        raise CloudUnavailableError(f"could not reach Replicate to read model {model}: {type(exc).__name__}") from None
     finally:
         # The official client never closes its httpx.Client; close it so no socket is left open.
         client._client.close()

@@ -89,13 +89,39 @@ def test_exit_status_is_1_only_when_nothing_was_classified(tmp_path: Path, capsy
     assert "no such file" in capsys.readouterr().err
 
 
-def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     with pytest.raises(SystemExit) as exc:
         main(["classify"])
     assert exc.value.code == 2
     with pytest.raises(SystemExit) as exc:
         main(["classify", "x.png", "--format", "xml"])
     assert exc.value.code == 2
+    # a Kaggle submission numbers the rows of one CSV: with paths or two CSVs its ImageIds would lie
+    for extra in (["x.png", "--csv", "a.csv"], ["--csv", "a.csv", "--csv", "b.csv"]):
+        with pytest.raises(SystemExit) as exc:
+            main(["classify", *extra, "--format", "kaggle"])
+        assert exc.value.code == 2
+    capsys.readouterr()
+    # settings no Client accepts are usage errors too
+    assert main(["classify", str(EXAMPLES), "--batch-size", "0", "--no-progress"]) == 2
+    assert "batch_size must be between" in capsys.readouterr().err
+
+
+def test_an_output_file_that_cannot_be_written_is_refused_before_any_work(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_work(*args: object, **kwargs: object) -> None:
+        raise AssertionError("classified before checking the output file")
+
+    monkeypatch.setattr(Client, "classify", no_work)
+    assert main(["classify", str(EXAMPLES), "-o", str(tmp_path / "no" / "dir" / "out.csv"), "--no-progress"]) == 2
+    assert "cannot write" in capsys.readouterr().err
+
+
+def test_a_csv_with_only_a_header_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "test.csv").write_text(",".join(f"pixel{i}" for i in range(784)) + "\n")
+    assert main(["classify", "--csv", str(tmp_path / "test.csv"), "--no-progress"]) == 1
+    assert "no images found" in capsys.readouterr().err
 
 
 def test_model_flag_reaches_replicate(

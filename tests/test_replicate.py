@@ -302,6 +302,20 @@ def test_release_resolves_the_latest_version_with_the_official_client(
     assert "could not read model owner/missing" in capsys.readouterr().err
 
 
+def test_release_while_offline_is_a_one_line_error(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("replicate")
+    from digitcloud.cli import main
+
+    monkeypatch.setenv("REPLICATE_API_TOKEN", TOKEN)
+    monkeypatch.setenv("REPLICATE_BASE_URL", "http://127.0.0.1:9")  # nothing listens on the discard port
+    assert main(["release", "owner/digitcloud"]) == 1
+    err = capsys.readouterr().err
+    assert "could not reach Replicate to read model owner/digitcloud: ConnectError" in err
+    assert "Traceback" not in err and TOKEN not in err
+
+
 def test_the_spec_check_catches_a_body_that_breaks_it() -> None:
     from tests.fakes import openapi
 
