@@ -5,14 +5,16 @@
     +-- InputError(DigitCloudError, ValueError)             one input could not become a digit
     +-- CloudError                                          .status .detail
     |   +-- AuthenticationError                             401/403: never falls back
-    |   +-- PredictionFailedError                           the model ran and failed
-    |   `-- CloudUnavailableError(CloudError, ConnectionError)   the only trigger for fallback
+    |   +-- PredictionFailedError                           the model ran and failed: "auto" answers locally
+    |   `-- CloudUnavailableError(CloudError, ConnectionError)   unreachable/overloaded: "auto" answers locally
     `-- LocalBackendError
         +-- WeightsError                                    weights missing or sha256 mismatch
         `-- MissingDependencyError(LocalBackendError, ImportError)  names the extra to install
 
-FallbackWarning(UserWarning) is issued once per Client when "auto" answers locally because the
-cloud is unavailable.
+"auto" answers locally when the cloud is unavailable, a prediction failed, or the cloud's answer
+could not be used (a ``CloudError`` with no HTTP status, such as a malformed output); a 400/422 is
+a per-item error, and any other 4xx is raised. FallbackWarning(UserWarning) is issued once per
+Client when that happens.
 
 Per-item problems (a corrupt file, an empty image) are not raised: they are carried by the
 item's ``Prediction.error`` so the rest of the batch is still answered.
@@ -80,7 +82,7 @@ class PredictionFailedError(CloudError):
 
 
 class CloudUnavailableError(CloudError, ConnectionError):
-    """The cloud could not be reached or is overloaded: the only reason to fall back to local."""
+    """The cloud could not be reached or is overloaded; "auto" then answers on the local CPU."""
 
 
 class LocalBackendError(DigitCloudError):
