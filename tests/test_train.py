@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -44,9 +45,49 @@ def test_the_three_readers_agree(tmp_path: Path, small: tuple[np.ndarray, np.nda
         np.testing.assert_array_equal(ds.labels, labels, err_msg=name)
     assert len({ds.sha256() for ds in sets.values()}) == 1
     folder = data.load(tmp_path / "folder")
-    order = np.lexsort((np.arange(60), labels))  # by digit, then by file name
-    np.testing.assert_array_equal(folder.images, images[order])
-    np.testing.assert_array_equal(folder.labels, labels[order])
+    order = np.lexsort((np.arange(60), labels))  # read by digit, then by file name
+    shuffled = order[np.random.default_rng(0).permutation(60)]  # then shuffled with a fixed seed
+    np.testing.assert_array_equal(folder.images, images[shuffled])
+    np.testing.assert_array_equal(folder.labels, labels[shuffled])
+    # so --limit and the validation tail hold every digit, not only the first few
+    assert set(folder.subset(30).labels) == set(labels)
+
+
+def test_kaggle_csv_for_training_skips_blank_lines_and_names_bad_rows(
+    tmp_path: Path, small: tuple[np.ndarray, np.ndarray]
+) -> None:
+    images, labels = small
+    write_kaggle_csv(tmp_path / "train.csv", images[:5], labels[:5])
+    header, *rows = (tmp_path / "train.csv").read_text().splitlines()
+    (tmp_path / "bom.csv").write_text("\ufeff" + "\n".join([header, rows[0], "", *rows[1:], "", ""]) + "\n")
+    ds = data.load(tmp_path / "bom.csv")  # a byte-order mark and blank lines, as editors leave them
+    np.testing.assert_array_equal(ds.images, images[:5])
+    np.testing.assert_array_equal(ds.labels, labels[:5])
+    (tmp_path / "ten.csv").write_text("\n".join([header, rows[0], "10" + rows[1][1:]]) + "\n")
+    with pytest.raises(ValueError, match=r"row 2: label must be 0\.\.9"):
+        data.load(tmp_path / "ten.csv")
+    (tmp_path / "short.csv").write_text("\n".join([header, rows[0][:-2]]) + "\n")
+    with pytest.raises(ValueError, match="row 1: 784 values, expected 785"):
+        data.load(tmp_path / "short.csv")
+
+
+def test_batches_never_end_with_a_single_digit(tmp_path: Path, small: tuple[np.ndarray, np.ndarray]) -> None:
+    from train.recipe import batch_bounds
+
+    # 41 training digits at batch 20: the last batch would hold one digit, which BatchNorm refuses
+    write_idx(tmp_path / "mnist", *small)
+    args = ["--data", str(tmp_path / "mnist"), "--val-size", "19", "--batch-size", "20", "--epochs", "1"]
+    out = ["--teachers", "0", "--out", str(tmp_path / "o"), "--checkpoint-dir", str(tmp_path / "c"), "--device", "cpu"]
+    assert train_main([*args, *out]) == 0
+
+    assert batch_bounds(307, 256) == [(0, 256), (256, 307)]
+    assert batch_bounds(257, 256) == [(0, 257)]  # not (256, 257): BatchNorm cannot train on one digit
+    assert batch_bounds(512, 256) == [(0, 256), (256, 512)]
+    for count in range(1, 80):
+        bounds = batch_bounds(count, 16)
+        assert bounds[0][0] == 0 and bounds[-1][1] == count
+        assert all(a[1] == b[0] for a, b in itertools.pairwise(bounds))
+        assert count == 1 or all(end - start > 1 for start, end in bounds)
 
 
 def test_unknown_data_is_a_clear_error(tmp_path: Path) -> None:
@@ -203,6 +244,16 @@ def test_pretrained_offline_is_a_clear_error(
     assert code == 2
     assert "could not download the ImageNet weights" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+    # and an OSError that is not the download (a checkpoint folder that cannot be made) is not blamed on it
+    monkeypatch.setattr(api, "load_state_dict_from_url", lambda *a, **k: spec.build_model().state_dict())
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(OSError):
+        train_main(
+            [
+                *["--data", str(tmp_path / "mnist"), "--out", str(tmp_path / "out"), "--epochs", "1"],
+                *["--checkpoint-dir", str(tmp_path / "a-file" / "ckpt"), "--teachers", "0"],
+            ]
+        )
 
 
 def test_augmentation_keeps_shape_and_range_and_repeats_from_its_seed(small: tuple[np.ndarray, np.ndarray]) -> None:
@@ -297,6 +348,11 @@ def test_recalibration_fits_batchnorm_statistics_to_the_weights_and_republishes(
     write_idx(tmp_path / "other", small[0][::-1].copy(), small[1][::-1].copy())
     wrong = ["--weights", str(out / "run.safetensors"), "--sha256", meta["sha256"], "--data", str(tmp_path / "other")]
     assert recalibrate_main([*wrong, "--out", str(out), "--name", "x"]) == 2
+    # the run's own split by default; another --val-size would feed validation digits to the statistics
+    mine = ["--weights", str(out / "run.safetensors"), "--sha256", meta["sha256"], "--data", str(tmp_path / "mnist")]
+    assert recalibrate_main([*mine, "--val-size", "10", "--out", str(out), "--name", "y"]) == 2
+    assert recalibrate_main([*mine, "--out", str(out), "--name", "z"]) == 0
+    assert json.loads((out / "z.json").read_text())["batchnorm_recalibrated"]["digits"] == 40
 
 
 def test_init_fine_tunes_from_exported_weights_and_records_them(

@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from digitcloud.model import sha256_of
     from train.export import publish
-    from train.recipe import train
+    from train.recipe import PretrainedUnavailableError, train
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -132,11 +132,9 @@ def main(argv: list[str] | None = None) -> int:
             args.resume,
             init=args.init,
         )
-    except OSError as exc:
-        if args.pretrained:
-            print(f"error: could not download the ImageNet weights ({exc}); are you online?", file=sys.stderr)
-            return 2
-        raise
+    except PretrainedUnavailableError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     seconds = time.perf_counter() - began
 
     hardware = (

@@ -92,18 +92,33 @@ def read_mnist_idx(folder: str | Path) -> Dataset:
 
 
 def read_kaggle_csv(path: str | Path) -> Dataset:
-    """Kaggle's train.csv: a header ``label,pixel0..pixel783`` and one digit per row."""
+    """Kaggle's train.csv: a header ``label,pixel0..pixel783`` and one digit per row. Blank lines
+    and a byte-order mark are ignored; a bad row is an error naming its number (1 = the first digit)."""
     path = Path(path)
-    with open(path, newline="") as f:
+    images, labels = [], []
+    with open(path, newline="", encoding="utf-8-sig") as f:
         reader = csv.reader(f)
-        header = next(reader)
-        if header[0] != "label" or len(header) != 785:
+        header = next(reader, [])
+        if not header or header[0].strip().lower() != "label" or len(header) != 785:
             raise ValueError(f"{str(path)!r}: training needs a header 'label,pixel0,…,pixel783'")
-        rows = np.array([[int(v) for v in row] for row in reader], dtype=np.int64)
-    if rows.size == 0 or rows[:, 1:].min() < 0 or rows[:, 1:].max() > 255:
-        raise ValueError(f"{str(path)!r}: no rows, or pixel values outside 0..255")
-    images = rows[:, 1:].astype(np.uint8).reshape(-1, 28, 28)
-    return Dataset(images, rows[:, 0], f"Kaggle CSV {str(path)!r}")
+        number = 0
+        for row in reader:
+            if len(row) <= 1 and not "".join(row).strip():
+                continue  # a blank line
+            number += 1
+            try:
+                values = np.array([int(v) for v in row], dtype=np.int64)
+            except ValueError:
+                raise ValueError(f"{str(path)!r} row {number}: values must be integers") from None
+            if len(values) != 785:
+                raise ValueError(f"{str(path)!r} row {number}: {len(values)} values, expected 785 (label + 784)")
+            if not 0 <= values[0] <= 9 or values[1:].min() < 0 or values[1:].max() > 255:
+                raise ValueError(f"{str(path)!r} row {number}: label must be 0..9 and pixels 0..255")
+            labels.append(values[0])
+            images.append(values[1:].astype(np.uint8).reshape(28, 28))
+    if not images:
+        raise ValueError(f"{str(path)!r}: no rows")
+    return Dataset(np.stack(images), np.array(labels, dtype=np.int64), f"Kaggle CSV {str(path)!r}")
 
 
 def read_image_folder(folder: str | Path) -> Dataset:
@@ -121,27 +136,27 @@ def read_image_folder(folder: str | Path) -> Dataset:
                 images.append(inputs.normalize(path))
                 labels.append(digit)
             except inputs.InputError as exc:
-                skipped.append(str(exc))
+                skipped.append(f"{path}: {exc}")
     if not images:
         raise ValueError(f"{str(folder)!r}: no usable images in 0/ … 9/")
     for message in skipped:
         print(f"skipped {message}")
-    return Dataset(np.stack(images), np.array(labels, dtype=np.int64), f"image folder {str(folder)!r}")
+    # Read in digit order; shuffled (fixed seed) so that --limit and the validation tail hold every digit.
+    order = np.random.default_rng(0).permutation(len(labels))
+    return Dataset(np.stack(images)[order], np.array(labels, dtype=np.int64)[order], f"image folder {str(folder)!r}")
 
 
 def split(data: Dataset, val_size: int | None) -> tuple[Dataset, Dataset]:
     """The last ``val_size`` digits are the validation set (MNIST default: the last 10,000).
 
-    Default size: 10,000, or a sixth of the data when that is smaller. Image folders are
-    ordered by digit, so they are shuffled with a fixed seed before the split.
+    Default size: 10,000, or a sixth of the data when that is smaller. (Image folders are shuffled
+    when read, so their tail is not all 9s.)
     """
     n = len(data)
     size = val_size if val_size is not None else min(10_000, n // 6)
     if not 0 < size < n:
         raise ValueError(f"validation size {size} does not fit {n} digits")
     order = np.arange(n)
-    if data.source.startswith("image folder"):
-        order = np.random.default_rng(0).permutation(n)
     train_idx, val_idx = order[: n - size], order[n - size :]
     return (
         Dataset(data.images[train_idx], data.labels[train_idx], data.source + " [train]"),

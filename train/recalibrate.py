@@ -21,7 +21,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--weights", required=True, type=Path, help="exported weights; their <name>.json beside them")
     p.add_argument("--sha256", required=True, help="the weights' pinned sha256")
     p.add_argument("--data", required=True, type=Path, help="the data the weights were trained on")
-    p.add_argument("--val-size", type=int, default=None, help="as given to python -m train")
+    p.add_argument("--val-size", type=int, default=None, help="default: the run's, from its metadata")
+    p.add_argument("--limit", type=int, default=None, help="as given to python -m train")
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--name", required=True)
     args = p.parse_args(argv)
@@ -34,11 +35,20 @@ def main(argv: list[str] | None = None) -> int:
     from train.recipe import recalibrate_batchnorm
 
     original = json.loads(args.weights.with_suffix(".json").read_text())
-    data = load(args.data)
+    data = load(args.data).subset(args.limit)
     if data.sha256() != original["data"]["sha256"]:
-        print(f"error: {args.data} is not the data {args.weights.name} was trained on", file=sys.stderr)
+        print(f"error: {args.data} is not the data {args.weights.name} was trained on (--limit?)", file=sys.stderr)
         return 2
-    train_set, val_set = split(data, args.val_size)
+    # The run's own split, so its validation digits never feed the statistics (a held-out run).
+    recorded = original["data"].get("validation")
+    val_size = args.val_size if args.val_size is not None else recorded
+    if recorded is not None and val_size != recorded:
+        print(
+            f"error: --val-size {val_size}, but {args.weights.name} held out {recorded} validation digits",
+            file=sys.stderr,
+        )
+        return 2
+    train_set, val_set = split(data, val_size)
     held_out = original["data"].get("validation_held_out", True)
     if not held_out:  # trained with --final: on every digit
         train_set = data

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import math
 import random
 import time
 from dataclasses import dataclass, field
@@ -79,6 +78,19 @@ def _normalise(x: torch.Tensor) -> torch.Tensor:
     return (x - spec.MEAN) / spec.STD
 
 
+class PretrainedUnavailableError(RuntimeError):
+    """``--pretrained``'s ImageNet weights could not be downloaded."""
+
+
+def batch_bounds(count: int, batch_size: int) -> list[tuple[int, int]]:
+    """``(start, end)`` of each batch over ``count`` items; a last batch of one item joins the one before,
+    since BatchNorm in training mode cannot take a single digit (layer4 works on 1x1 maps)."""
+    ends = [*range(batch_size, count, batch_size), count]
+    if len(ends) > 1 and ends[-1] - ends[-2] == 1:
+        del ends[-2]
+    return list(zip([0, *ends[:-1]], ends, strict=True))
+
+
 def accuracy(net: nn.Module, val_set: Dataset) -> float:
     probs = spec.predict_probabilities(net.eval(), val_set.images, batch_size=1024)
     return float((probs.argmax(1) == val_set.labels).mean())
@@ -89,8 +101,8 @@ def recalibrate_batchnorm(net: nn.Module, images: np.ndarray, batch_size: int = 
     uint8 digits ``[N, 28, 28]`` (torch's ``update_bn``, as used for weight averaging); eval mode."""
     device = next(net.parameters()).device
     batches = (
-        spec.to_model_input(images[start : start + batch_size], device).contiguous(memory_format=torch.channels_last)
-        for start in range(0, len(images), batch_size)
+        spec.to_model_input(images[start:end], device).contiguous(memory_format=torch.channels_last)
+        for start, end in batch_bounds(len(images), batch_size)
     )
     with torch.no_grad():  # the statistics come from the forward pass alone
         update_bn(batches, net)
@@ -124,7 +136,11 @@ def train(
     if init is not None:
         net = spec.load_model(path=init, sha256=recipe.init_sha256)
     else:
-        net = spec.build_model(pretrained=recipe.pretrained)
+        try:
+            net = spec.build_model(pretrained=recipe.pretrained)
+        except OSError as exc:  # only the download: a full disk hours later is not "are you online?"
+            reason = f"could not download the ImageNet weights ({exc}); are you online?"
+            raise PretrainedUnavailableError(reason) from exc
     teachers, summaries = [], []
     for i in range(recipe.teachers):
         run = _Run(recipe, recipe.teacher_epochs, recipe.seed + 1 + i, checkpoint_dir / f"teacher-{i}", device)
@@ -163,7 +179,8 @@ class _Run:
         optimizer = torch.optim.SGD(
             net.parameters(), lr=recipe.max_lr, momentum=0.9, nesterov=True, weight_decay=recipe.weight_decay
         )
-        steps_per_epoch = math.ceil(len(train_set) / recipe.batch_size)
+        bounds = batch_bounds(len(train_set), recipe.batch_size)
+        steps_per_epoch = len(bounds)
         scheduler = torch.optim.lr_scheduler.OneCycleLR(
             optimizer, max_lr=recipe.max_lr, epochs=self.epochs, steps_per_epoch=steps_per_epoch
         )
@@ -181,7 +198,8 @@ class _Run:
         train_digits = train_set.sha256()
         if resume and last.exists():
             # Our own file, but still loaded with weights_only: a checkpoint is never trusted to run code.
-            state = torch.load(last, map_location=device, weights_only=True)
+            # On the CPU: the RNG states must be CPU tensors; the rest is copied to the device as loaded.
+            state = torch.load(last, map_location="cpu", weights_only=True)
             if state["recipe"] != dataclasses.asdict(recipe):
                 raise ValueError(f"{last} was written by a different recipe: {state['recipe']}")
             if state.get("train_digits", train_digits) != train_digits:  # checkpoints before this check lack it
@@ -193,7 +211,7 @@ class _Run:
                 ema.load_state_dict(state["ema"])
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
-            generator.set_state(state["generator"].cpu() if device.type == "cpu" else state["generator"])
+            generator.set_state(state["generator"])
             torch.set_rng_state(state["torch_rng"])
             history = state["history"]
             start_epoch = state["epoch"]
@@ -208,8 +226,8 @@ class _Run:
             began = time.perf_counter()
             order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(self.seed + epoch))
             total_loss = torch.zeros((), device=device)
-            for step in range(steps_per_epoch):
-                idx = order[step * recipe.batch_size : (step + 1) * recipe.batch_size].to(device)
+            for step, (start, end) in enumerate(bounds):
+                idx = order[start:end].to(device)
                 x = images[idx].unsqueeze(1).float().div_(255)
                 x = _normalise(augment(x, recipe.augmentation, generator)).contiguous(memory_format=torch.channels_last)
                 loss = self._loss(net, x, labels[idx], teachers)

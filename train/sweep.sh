@@ -28,7 +28,8 @@ start=$SECONDS
 run() {  # name, extra args...
   local name=$1
   shift
-  "$PY" -m train --data "$DATA" --out /tmp/sweep/"$name" --name "$name" \
+  # exec: the background job IS python, so the deadline's kill stops the training, not just a subshell
+  exec "$PY" -m train --data "$DATA" --out /tmp/sweep/"$name" --name "$name" \
     --checkpoint-dir /tmp/sweep/ckpt-"$name" "$@" "${EXTRA[@]}" >/tmp/sweep/"$name".log 2>&1
 }
 run A &
