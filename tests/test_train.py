@@ -90,6 +90,16 @@ def test_batches_never_end_with_a_single_digit(tmp_path: Path, small: tuple[np.n
         assert count == 1 or all(end - start > 1 for start, end in bounds)
 
 
+def test_impossible_arguments_are_refused_before_any_work(capsys: pytest.CaptureFixture[str]) -> None:
+    for bad in (["--limit", "0"], ["--threads", "0"], ["--epochs", "0"], ["--device", "mps"]):
+        with pytest.raises(SystemExit) as exc:
+            train_main(["--data", "x", "--out", "y", *bad])
+        assert exc.value.code == 2, bad
+    if not torch.cuda.is_available():
+        assert train_main(["--data", "x", "--out", "y", "--device", "cuda"]) == 2
+        assert "no CUDA GPU" in capsys.readouterr().err
+
+
 def test_unknown_data_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="Kaggle CSV"):
         data.load(tmp_path)

@@ -60,7 +60,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "was chosen on held-out digits (the validation numbers then read digits it learnt from)",
     )
     p.add_argument("--limit", type=int, default=None, help="use only the first N digits (smoke runs)")
-    p.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
+    p.add_argument("--device", default=None, choices=("cuda", "cpu"), help="default: cuda when available")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     p.add_argument(
         "--checkpoint-dir",
@@ -82,7 +82,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="fine-tune: start from exported weights (a .safetensors written by this command, "
         "e.g. the shipped digitcloud/weights/*.safetensors); use a smaller --max-lr and fewer --epochs",
     )
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    for flag in ("limit", "threads", "epochs", "batch_size"):
+        value = getattr(args, flag)
+        if value is not None and value < 1:
+            p.error(f"--{flag.replace('_', '-')} must be at least 1; got {value}")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -96,6 +101,9 @@ def main(argv: list[str] | None = None) -> int:
     from train.export import publish
     from train.recipe import PretrainedUnavailableError, train
 
+    if args.device == "cuda" and not torch.cuda.is_available():
+        print("error: --device cuda, but torch sees no CUDA GPU here", file=sys.stderr)
+        return 2
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
