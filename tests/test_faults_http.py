@@ -117,59 +117,32 @@ def cancel_requests(fake: FakeReplicate) -> list[dict]:
     return [r for r in fake.requests if r["path"].endswith("/cancel")]
 
 
-def test_h7_failing_cancels_are_retried(fake: FakeReplicate, batch: np.ndarray) -> None:
+@pytest.mark.parametrize("faults", [("500", "drop"), ("429", "429")], ids=["5xx-and-drop", "throttled"])
+def test_h7_failing_cancels_are_retried(fake: FakeReplicate, batch: np.ndarray, faults: tuple[str, str]) -> None:
+    # a 429 is not a cancel either: the prediction keeps running, so it is retried like a 5xx
     fake.max_wait = 0.0
     fake.inject("create", "never_finish")
-    fake.inject("cancel", "500")
-    fake.inject("cancel", "drop")
+    for fault in faults:
+        fake.inject("cancel", fault)
     with Client(model="o/n", batch_size=20, timeout=30) as client:
         backend = quick(client)._cloud
         assert isinstance(backend, ReplicateBackend)
         run_until_started(backend, fake, batch)
-    assert len(cancel_requests(fake)) == 3  # 500, dropped, then accepted
+    assert len(cancel_requests(fake)) == 3  # two failures, then accepted
     (prediction,) = fake.predictions.values()
     assert prediction["status"] in ("canceled", "aborted")
     check_ledger(fake, settle=0)
 
 
-def test_h7_a_throttled_cancel_is_not_a_cancel_and_is_retried(fake: FakeReplicate, batch: np.ndarray) -> None:
-    fake.max_wait = 0.0
-    fake.inject("create", "never_finish")
-    fake.inject("cancel", "429", times=2)
-    with Client(model="o/n", batch_size=20, timeout=30) as client:
-        backend = quick(client)._cloud
-        assert isinstance(backend, ReplicateBackend)
-        run_until_started(backend, fake, batch)
-    assert len(cancel_requests(fake)) == 3  # 429, 429, then accepted
-    (prediction,) = fake.predictions.values()
-    assert prediction["status"] in ("canceled", "aborted")
-    check_ledger(fake, settle=0)
-
-
-def test_h7_a_cancel_throttled_every_time_is_logged(
-    fake: FakeReplicate, batch: np.ndarray, caplog: pytest.LogCaptureFixture
-) -> None:
-    fake.max_wait = 0.0
-    fake.inject("create", "never_finish")
-    fake.inject("cancel", "429", times=3)
-    with Client(model="o/n", batch_size=20, timeout=5) as client:
-        backend = quick(client)._cloud
-        assert isinstance(backend, ReplicateBackend)
-        run_until_started(backend, fake, batch)
-    (pid,) = fake.predictions
-    assert len(cancel_requests(fake)) == 3
-    assert f"could not cancel Replicate prediction {pid} (HTTP 429)" in caplog.text
-    check_ledger(fake, settle=8)  # the server ends it at its Cancel-After
-
-
+@pytest.mark.parametrize("faults", [("500", "500", "drop"), ("429", "429", "429")], ids=["5xx-and-drop", "throttled"])
 def test_h7_cancel_that_never_gets_through_is_logged_and_cancel_after_ends_it(
-    fake: FakeReplicate, batch: np.ndarray, caplog: pytest.LogCaptureFixture
+    fake: FakeReplicate, batch: np.ndarray, caplog: pytest.LogCaptureFixture, faults: tuple[str, ...]
 ) -> None:
     caplog.set_level(logging.DEBUG)
     fake.max_wait = 0.0
     fake.inject("create", "never_finish")
-    fake.inject("cancel", "500", times=2)
-    fake.inject("cancel", "drop")
+    for fault in faults:
+        fake.inject("cancel", fault)
     with Client(model="o/n", batch_size=20, timeout=5) as client:
         backend = quick(client)._cloud
         assert isinstance(backend, ReplicateBackend)
@@ -177,6 +150,8 @@ def test_h7_cancel_that_never_gets_through_is_logged_and_cancel_after_ends_it(
     (pid,) = fake.predictions
     assert len(cancel_requests(fake)) == 3  # three tries, no more
     assert pid in caplog.text and "Cancel-After" in caplog.text and TOKEN not in caplog.text
+    if faults[-1] == "429":
+        assert f"could not cancel Replicate prediction {pid} (HTTP 429)" in caplog.text
     check_ledger(fake, settle=8)  # the server ends it at its Cancel-After (6 s)
     assert fake.predictions[pid]["status"] in ("canceled", "aborted")
 
