@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import gzip
+import signal
 import socket
 import struct
 from collections.abc import Iterator
@@ -175,3 +176,15 @@ def connects(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
 
     monkeypatch.setattr(urllib3.util.connection, "create_connection", counting)
     return calls
+
+
+@pytest.fixture
+def ctrl_c_raises() -> Iterator[None]:
+    """SIGINT raises KeyboardInterrupt during the test, as in a terminal. A process started in the
+    background by a non-interactive shell (`cmd &`, nohup) inherits SIGINT ignored, and Python then
+    leaves it ignored: a test's `os.kill(getpid(), SIGINT)` would do nothing."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)

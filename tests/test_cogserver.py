@@ -312,7 +312,9 @@ class _StallingCogServer:
         self.server.server_close()
 
 
-def test_ctrl_c_mid_run_cancels_every_prediction_in_flight(digits: tuple[np.ndarray, np.ndarray]) -> None:
+def test_ctrl_c_mid_run_cancels_every_prediction_in_flight(
+    digits: tuple[np.ndarray, np.ndarray], ctrl_c_raises: None
+) -> None:
     import os
     import signal
     import threading

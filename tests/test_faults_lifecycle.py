@@ -147,7 +147,7 @@ def test_breaker_does_not_serialise_requests(fake: FakeReplicate) -> None:
     assert elapsed < 4 * 0.5  # one at a time would take 2 s or more
 
 
-def test_ctrl_c_keeps_the_results_already_finished(fake: FakeReplicate) -> None:
+def test_ctrl_c_keeps_the_results_already_finished(fake: FakeReplicate, ctrl_c_raises: None) -> None:
     digits = stroke_digits(60, seed=53)[0]
     fake.run_seconds = 0.15
     client = Client(model="o/n", batch_size=10, max_concurrency=2, timeout=60)

@@ -326,7 +326,9 @@ def test_the_spec_check_catches_a_body_that_breaks_it() -> None:
     assert openapi.problems("schemas_prediction_request", {"input": {"digits": "data:,"}}) == []
 
 
-def test_ctrl_c_mid_run_cancels_every_prediction_started(fake: FakeReplicate, batch: np.ndarray) -> None:
+def test_ctrl_c_mid_run_cancels_every_prediction_started(
+    fake: FakeReplicate, batch: np.ndarray, ctrl_c_raises: None
+) -> None:
     import os
     import signal
     import threading
