@@ -99,8 +99,6 @@ class CogServerBackend:
         self._in_flight.add(prediction_id, prediction_id, stop)
         finished = False
         try:
-            if stop.is_set():
-                raise CloudUnavailableError("abandoned before it was sent: the caller gave up")
             result = self._put_until_done(
                 prediction_id, body, deadline, BODY_LIMIT + BODY_PER_DIGIT * len(digits), stop
             )
@@ -153,8 +151,7 @@ class CogServerBackend:
             delay = self.policy.backoff(attempt, retry_after)
             if not deadline.fits(delay):
                 break
-            if not self.policy.wait(delay, stop):
-                raise CloudUnavailableError("prediction abandoned: the caller gave up")
+            self.policy.wait(delay, stop)  # ends early once the caller gives up; the loop's check raises
         raise CloudUnavailableError(f"Cog server gave no answer within {self.timeout:.0f} s ({reason})")
 
     def _gate(self) -> None:

@@ -739,13 +739,19 @@ def kaggle_csv_items(path: str | os.PathLike[str]) -> Iterator[Item]:
             row = _next_row(rows)
             if row is None:
                 return
-            if isinstance(row, list) and len(row) <= 1 and not "".join(row).strip():
+            if isinstance(row, list) and is_blank_csv_row(row):
                 continue  # a blank line (a trailing newline too many): no image, so no row number
             row_number += 1
             if isinstance(row, InputError):
                 yield Item(f"csv {name} row {row_number}", partial(_raise, row.reason))
                 return
             yield _csv_item(f"csv {name} row {row_number}", row, has_label)
+
+
+def is_blank_csv_row(row: list[str]) -> bool:
+    """A blank line as ``csv.reader`` gives it (``[]``, or one empty or space-only field). A row of
+    empty fields (``,,,``) is not blank: it is a row whose values are missing."""
+    return len(row) <= 1 and not "".join(row).strip()
 
 
 def _utf8_lines(f: Any) -> Iterator[str]:

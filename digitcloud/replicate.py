@@ -606,7 +606,7 @@ class ReplicateBackend:
                     f"({self.timeout:.0f} s)"
                 )
             if not self.policy.wait(delay, stop):
-                raise _gave_up(f"prediction {prediction_id} abandoned")
+                continue  # the caller gave up: the check at the top raises
             get_url = _urls(prediction).get("get")
             if isinstance(get_url, str) and self._same_host(get_url):
                 poll_url = get_url

@@ -94,6 +94,8 @@ def read_mnist_idx(folder: str | Path) -> Dataset:
 def read_kaggle_csv(path: str | Path) -> Dataset:
     """Kaggle's train.csv: a header ``label,pixel0..pixel783`` and one digit per row. Blank lines
     and a byte-order mark are ignored; a bad row is an error naming its number (1 = the first digit)."""
+    from digitcloud.inputs import is_blank_csv_row
+
     path = Path(path)
     images, labels = [], []
     with open(path, newline="", encoding="utf-8-sig") as f:
@@ -103,8 +105,8 @@ def read_kaggle_csv(path: str | Path) -> Dataset:
             raise ValueError(f"{str(path)!r}: training needs a header 'label,pixel0,…,pixel783'")
         number = 0
         for row in reader:
-            if len(row) <= 1 and not "".join(row).strip():
-                continue  # a blank line
+            if is_blank_csv_row(row):
+                continue
             number += 1
             try:
                 values = np.array([int(v) for v in row], dtype=np.int64)
