@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 from pathlib import Path
@@ -91,10 +92,11 @@ def test_batches_never_end_with_a_single_digit(tmp_path: Path, small: tuple[np.n
 
 
 def test_impossible_arguments_are_refused_before_any_work(capsys: pytest.CaptureFixture[str]) -> None:
-    for bad in (["--limit", "0"], ["--threads", "0"], ["--epochs", "0"], ["--device", "mps"]):
+    for bad in (["--limit", "0"], ["--threads", "0"], ["--epochs", "0"], ["--device", "mps"], ["--elastic", "1.5"]):
         with pytest.raises(SystemExit) as exc:
             train_main(["--data", "x", "--out", "y", *bad])
         assert exc.value.code == 2, bad
+    assert "--elastic is a share of the digits, from 0 to 1; got 1.5" in capsys.readouterr().err
     if not torch.cuda.is_available():
         assert train_main(["--data", "x", "--out", "y", "--device", "cuda"]) == 2
         assert "no CUDA GPU" in capsys.readouterr().err
@@ -277,6 +279,40 @@ def test_augmentation_keeps_shape_and_range_and_repeats_from_its_seed(small: tup
     assert torch.equal(a, b) and not torch.equal(a, c)
 
 
+def test_elastic_warp_moves_pixels_smoothly_by_elastic_px_for_the_chosen_share() -> None:
+    from train.augment import Augmentation, elastic_field
+
+    cpu = torch.device("cpu")
+    field = elastic_field(512, 28, Augmentation(elastic_p=1.0, elastic_px=1.5), torch.Generator().manual_seed(0), cpu)
+    assert field.shape == (512, 28, 28, 2)
+    pixels = field * 28 / 2  # affine_grid units → pixels
+    assert 1.3 < float(pixels[:, 10:18, 10:18].std()) < 1.7
+    # smooth: a pixel moves almost as its neighbour does (white noise would not correlate at all)
+    here, right = pixels[:, 10:18, 10:17].flatten(), pixels[:, 10:18, 11:18].flatten()
+    assert float(torch.corrcoef(torch.stack([here, right]))[0, 1]) > 0.9
+    half = elastic_field(512, 28, Augmentation(elastic_p=0.5), torch.Generator().manual_seed(0), cpu)
+    warped = (half.flatten(1).abs().amax(1) > 0).float().mean()
+    assert 0.4 < float(warped) < 0.6
+
+
+def test_elastic_warp_keeps_the_ink_and_is_not_drawn_when_off(
+    small: tuple[np.ndarray, np.ndarray], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from train import augment as aug_module
+    from train.augment import Augmentation, augment
+
+    x = torch.from_numpy(small[0][:64]).unsqueeze(1).float() / 255
+    still = Augmentation(rotate_deg=0, scale=0, shear_deg=0, shift_px=0, stroke_p=0, blur_p=0)
+    warped = augment(x.clone(), dataclasses.replace(still, elastic_p=1.0), torch.Generator().manual_seed(0))
+    assert not torch.allclose(warped, x, atol=0.05)
+    # a warp squeezes some strokes and stretches others, but erases or smears no digit
+    ink = warped.sum(dim=(1, 2, 3)) / x.sum(dim=(1, 2, 3))
+    assert 0.95 < float(ink.mean()) < 1.08 and float(ink.min()) > 0.5 and float(ink.max()) < 2
+    # off (the default) draws nothing, so recipes from before the option train exactly as they did
+    monkeypatch.setattr(aug_module, "elastic_field", lambda *a: pytest.fail("elastic field drawn while off"))
+    augment(x.clone(), Augmentation(), torch.Generator().manual_seed(0))
+
+
 def test_stroke_width_thickens_and_thins_the_pen(small: tuple[np.ndarray, np.ndarray]) -> None:
     from train.augment import stroke_width
 
@@ -296,6 +332,18 @@ def test_blur_keeps_the_ink_and_softens_edges(small: tuple[np.ndarray, np.ndarra
     assert torch.allclose(soft.sum(dim=(1, 2, 3)), x.sum(dim=(1, 2, 3)), rtol=0.05)
     edges = lambda t: (t[..., 1:] - t[..., :-1]).abs().sum()  # noqa: E731
     assert float(edges(soft)) < float(edges(x))
+
+
+def test_teachers_take_their_own_peak_learning_rate(tmp_path: Path, small: tuple[np.ndarray, np.ndarray]) -> None:
+    # a fine-tune gives the student a small --max-lr; teachers train from scratch and want a large one
+    train_set, val_set = data.split(data.Dataset(*small, "test"), 20)
+    recipe = Recipe(epochs=1, batch_size=20, max_lr=0.01, teachers=1, teacher_epochs=1, teacher_max_lr=0.2)
+    train(recipe, train_set, val_set, tmp_path, torch.device("cpu"), log=lambda _: None)
+    peaks = {}
+    for who, folder in (("teacher", tmp_path / "teacher-0"), ("student", tmp_path)):
+        state = torch.load(folder / "last.pt", weights_only=True)
+        peaks[who] = {group["max_lr"] for group in state["optimizer"]["param_groups"]}
+    assert peaks == {"teacher": {0.2}, "student": {0.01}}
 
 
 def test_the_teacher_is_the_shipped_architecture_without_its_max_pool() -> None:

@@ -41,11 +41,25 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="teachers to distil from (0: train on the labels alone, the CPU-friendly choice)",
     )
     p.add_argument("--teacher-epochs", type=int, default=defaults.teacher_epochs)
+    p.add_argument(
+        "--teacher-max-lr",
+        type=float,
+        default=None,
+        help="the teachers' peak learning rate (default: --max-lr); teachers always train from scratch, "
+        "so a fine-tune (--init, small --max-lr) can still give them 0.1",
+    )
     p.add_argument("--ema-decay", type=float, default=defaults.ema_decay, help="0 turns the weight EMA off")
     p.add_argument(
         "--no-photo-augmentation",
         action="store_true",
         help="augment geometry only: no stroke-width or blur changes",
+    )
+    p.add_argument(
+        "--elastic",
+        type=float,
+        default=0.0,
+        metavar="P",
+        help="warp a share P of the digits elastically (0..1; default 0: off)",
     )
     p.add_argument(
         "--val-size",
@@ -87,6 +101,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         value = getattr(args, flag)
         if value is not None and value < 1:
             p.error(f"--{flag.replace('_', '-')} must be at least 1; got {value}")
+    if not 0 <= args.elastic <= 1:
+        p.error(f"--elastic is a share of the digits, from 0 to 1; got {args.elastic}")
     return args
 
 
@@ -110,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     augmentation = Augmentation()
     if args.no_photo_augmentation:
         augmentation = dataclasses.replace(augmentation, stroke_p=0.0, blur_p=0.0)
+    augmentation = dataclasses.replace(augmentation, elastic_p=args.elastic)
     recipe = Recipe(
         epochs=args.epochs,
         batch_size=args.batch_size,
@@ -118,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         ema_decay=args.ema_decay,
         teachers=args.teachers,
         teacher_epochs=args.teacher_epochs,
+        teacher_max_lr=args.teacher_max_lr,
         seed=args.seed,
         pretrained=args.pretrained,
         init_sha256=sha256_of(args.init) if args.init else None,

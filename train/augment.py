@@ -1,9 +1,13 @@
-"""Batched, on-device augmentation of 28x28 digits: geometry, stroke width and blur.
+"""Batched, on-device augmentation of 28x28 digits: geometry, elastic warps, stroke width and blur.
 
 Everything runs as a few tensor ops on the whole batch (on the GPU when training there), so the
 data never waits on a CPU worker. Photos that reach the model went through digitcloud.inputs,
 which crops, scales and centres the ink as MNIST did; what it cannot undo is a pen thicker or
 thinner than MNIST's and the softness of a blurred photo. Those two are augmented here.
+
+Elastic warps (Simard et al., 2003: a random displacement field, smoothed so that neighbouring
+pixels move together) bend a stroke the way another hand would. They are off by default
+(``elastic_p = 0`` draws no random numbers, so recipes without them train exactly as before).
 """
 
 from __future__ import annotations
@@ -23,14 +27,40 @@ class Augmentation:
     shift_px: float = 2.5  # uniform in ±shift_px along each axis
     stroke_p: float = 0.5  # share of digits whose pen is made thicker or thinner
     blur_p: float = 0.25  # share of digits softened by a 3x3 Gaussian
+    elastic_p: float = 0.0  # share of digits warped elastically (0: off)
+    elastic_px: float = 1.0  # standard deviation of an elastic displacement, in pixels
+    elastic_sigma: float = 4.0  # its smoothness: the Gaussian's sigma, in pixels
 
 
 def _uniform(b: int, lo: float, hi: float, generator: torch.Generator, device: torch.device) -> torch.Tensor:
     return torch.rand(b, generator=generator, device=device) * (hi - lo) + lo
 
 
+def elastic_field(
+    b: int, size: int, aug: Augmentation, generator: torch.Generator, device: torch.device
+) -> torch.Tensor:
+    """``[B, size, size, 2]`` displacements in ``affine_grid`` units, zero for digits not chosen.
+
+    White noise per pixel and axis, smoothed by a separable Gaussian and scaled so that a
+    displacement's standard deviation is ``elastic_px`` pixels (away from the border, where the
+    zero padding damps it: MNIST's border is background anyway).
+    """
+    radius = math.ceil(3 * aug.elastic_sigma)
+    t = torch.arange(-radius, radius + 1, device=device, dtype=torch.float32)
+    g = torch.exp(-(t**2) / (2 * aug.elastic_sigma**2))
+    g = g / g.sum()
+    noise = torch.randn(b, 2, size, size, generator=generator, device=device)
+    smooth = F.conv2d(noise, g.view(1, 1, 1, -1).expand(2, 1, 1, -1), padding=(0, radius), groups=2)
+    smooth = F.conv2d(smooth, g.view(1, 1, -1, 1).expand(2, 1, -1, 1), padding=(radius, 0), groups=2)
+    # White noise of unit variance through the 2-D kernel g gᵀ keeps a standard deviation of Σg².
+    chosen = torch.rand(b, generator=generator, device=device) < aug.elastic_p
+    scale = aug.elastic_px / g.square().sum() * 2 / size  # pixels → affine_grid's [-1, 1] units
+    return (smooth * scale * chosen[:, None, None, None]).permute(0, 2, 3, 1)
+
+
 def geometry(x: torch.Tensor, aug: Augmentation, generator: torch.Generator) -> torch.Tensor:
-    """Random rotation, scale, slant and shift per digit, in one ``grid_sample``; the border is 0."""
+    """Random rotation, scale, slant and shift per digit, and an elastic warp for a share
+    ``elastic_p`` of them, in one ``grid_sample``; the border is 0."""
     b, device = x.shape[0], x.device
     angle = _uniform(b, -aug.rotate_deg, aug.rotate_deg, generator, device) * math.pi / 180
     scale = _uniform(b, 1 - aug.scale, 1 + aug.scale, generator, device)
@@ -44,6 +74,8 @@ def geometry(x: torch.Tensor, aug: Augmentation, generator: torch.Generator) -> 
         [torch.stack([cos, -sin + shear * cos, tx], 1), torch.stack([sin, cos + shear * sin, ty], 1)], 1
     )
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    if aug.elastic_p > 0:
+        grid = grid + elastic_field(b, x.shape[-1], aug, generator, device).to(grid.dtype)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 

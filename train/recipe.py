@@ -47,6 +47,7 @@ class Recipe:
     ema_decay: float = 0.999  # 0 turns the moving average off
     teachers: int = 2  # 0 trains the student on the labels alone
     teacher_epochs: int = 12
+    teacher_max_lr: float | None = None  # None: max_lr
     distill_weight: float = 0.5
     temperature: float = 2.0
     seed: int = 0
@@ -143,7 +144,8 @@ def train(
             raise PretrainedUnavailableError(reason) from exc
     teachers, summaries = [], []
     for i in range(recipe.teachers):
-        run = _Run(recipe, recipe.teacher_epochs, recipe.seed + 1 + i, checkpoint_dir / f"teacher-{i}", device)
+        teacher_recipe = dataclasses.replace(recipe, max_lr=recipe.teacher_max_lr or recipe.max_lr)
+        run = _Run(teacher_recipe, recipe.teacher_epochs, recipe.seed + 1 + i, checkpoint_dir / f"teacher-{i}", device)
         seed_everything(recipe.seed + 1 + i)
         teacher, history = run.fit(build_teacher(), train_set, val_set, (), resume, log, f"teacher {i + 1}: ")
         teachers.append(teacher.eval().requires_grad_(False))
