@@ -102,6 +102,21 @@ def test_impossible_arguments_are_refused_before_any_work(capsys: pytest.Capture
         assert "no CUDA GPU" in capsys.readouterr().err
 
 
+def test_a_truncated_or_corrupt_idx_file_is_a_clear_error_naming_it(
+    tmp_path: Path, small: tuple[np.ndarray, np.ndarray]
+) -> None:
+    for gz in (False, True):
+        folder = tmp_path / f"gz-{gz}"
+        write_idx(folder, *small, gz=gz)
+        images = next(folder.glob("train-images*"))
+        whole = images.read_bytes()
+        for broken in (whole[: len(whole) // 2], b"not an idx file"):
+            images.write_bytes(broken)
+            with pytest.raises(ValueError, match="is not a complete IDX file") as exc:
+                data.load(folder)
+            assert images.name in str(exc.value)
+
+
 def test_unknown_data_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="Kaggle CSV"):
         data.load(tmp_path)
@@ -202,6 +217,11 @@ def test_resume_continues_where_it_stopped_and_matches_an_uninterrupted_run(
     resumed, history = trained.model, trained.history
     assert any(line.startswith("teacher 1: resumed") for line in lines)
     assert any(line.startswith("resumed") for line in lines)
+    # --resume where nothing was written yet says so, rather than starting over in silence
+    fresh: list[str] = []
+    train(recipe, train_set, val_set, tmp_path / "c", device, resume=True, log=fresh.append)
+    assert any(line.startswith("teacher 1: no checkpoint at") for line in fresh)
+    assert any(line.startswith("no checkpoint at") for line in fresh)
     assert [h["epoch"] for h in history] == [1, 2]
     assert [h["epoch"] for h in trained.teachers[0]["history"]] == [1]
     for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values(), strict=True):

@@ -69,13 +69,19 @@ def _read_idx(path: Path) -> np.ndarray:
     # torchvision's reader takes an uncompressed path; unzip .gz files to a temporary copy first.
     from torchvision.datasets.mnist import read_sn3_pascalvincent_tensor
 
-    if path.suffix != ".gz":
-        return read_sn3_pascalvincent_tensor(str(path), strict=True).numpy()
-    with tempfile.TemporaryDirectory() as tmp:
-        raw = Path(tmp) / path.stem
-        with gzip.open(path, "rb") as src, open(raw, "wb") as dst:
-            shutil.copyfileobj(src, dst)
-        return read_sn3_pascalvincent_tensor(str(raw), strict=True).numpy()
+    try:
+        if path.suffix != ".gz":
+            return read_sn3_pascalvincent_tensor(str(path), strict=True).numpy()
+        with tempfile.TemporaryDirectory() as tmp:
+            raw = Path(tmp) / path.stem
+            with gzip.open(path, "rb") as src, open(raw, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+            return read_sn3_pascalvincent_tensor(str(raw), strict=True).numpy()
+    # torchvision asserts on a bad header and fails to reshape a short body; gzip raises EOFError
+    # for a cut-off download and BadGzipFile (an OSError) for one that is not gzip at all.
+    except (AssertionError, RuntimeError, EOFError, gzip.BadGzipFile, KeyError) as exc:
+        reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        raise ValueError(f"{str(path)!r} is not a complete IDX file (truncated or corrupt?): {reason}") from exc
 
 
 def read_mnist_idx(folder: str | Path) -> Dataset:

@@ -218,6 +218,8 @@ class _Run:
             history = state["history"]
             start_epoch = state["epoch"]
             log(f"{prefix}resumed from {last} after epoch {start_epoch}")
+        elif resume:  # not an error: a run stopped during its teachers has no student checkpoint yet
+            log(f"{prefix}no checkpoint at {last}: starting from the first epoch")
 
         # The whole uint8 dataset lives on the device (47 MB for MNIST): no loader, no copies per step.
         images = torch.from_numpy(train_set.images).to(device)
