@@ -144,7 +144,8 @@ def train(
             raise PretrainedUnavailableError(reason) from exc
     teachers, summaries = [], []
     for i in range(recipe.teachers):
-        teacher_recipe = dataclasses.replace(recipe, max_lr=recipe.teacher_max_lr or recipe.max_lr)
+        teacher_lr = recipe.max_lr if recipe.teacher_max_lr is None else recipe.teacher_max_lr
+        teacher_recipe = dataclasses.replace(recipe, max_lr=teacher_lr)
         run = _Run(teacher_recipe, recipe.teacher_epochs, recipe.seed + 1 + i, checkpoint_dir / f"teacher-{i}", device)
         seed_everything(recipe.seed + 1 + i)
         teacher, history = run.fit(build_teacher(), train_set, val_set, (), resume, log, f"teacher {i + 1}: ")
