@@ -123,10 +123,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    augmentation = Augmentation()
+    augmentation = Augmentation(elastic_p=args.elastic)
     if args.no_photo_augmentation:
         augmentation = dataclasses.replace(augmentation, stroke_p=0.0, blur_p=0.0)
-    augmentation = dataclasses.replace(augmentation, elastic_p=args.elastic)
     recipe = Recipe(
         epochs=args.epochs,
         batch_size=args.batch_size,

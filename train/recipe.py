@@ -143,9 +143,9 @@ def train(
             reason = f"could not download the ImageNet weights ({exc}); are you online?"
             raise PretrainedUnavailableError(reason) from exc
     teachers, summaries = [], []
+    teacher_lr = recipe.max_lr if recipe.teacher_max_lr is None else recipe.teacher_max_lr
+    teacher_recipe = dataclasses.replace(recipe, max_lr=teacher_lr)
     for i in range(recipe.teachers):
-        teacher_lr = recipe.max_lr if recipe.teacher_max_lr is None else recipe.teacher_max_lr
-        teacher_recipe = dataclasses.replace(recipe, max_lr=teacher_lr)
         run = _Run(teacher_recipe, recipe.teacher_epochs, recipe.seed + 1 + i, checkpoint_dir / f"teacher-{i}", device)
         seed_everything(recipe.seed + 1 + i)
         teacher, history = run.fit(build_teacher(), train_set, val_set, (), resume, log, f"teacher {i + 1}: ")
