@@ -20,6 +20,7 @@ from safetensors import safe_open  # noqa: E402
 from digitcloud import model as spec  # noqa: E402
 from train import data  # noqa: E402
 from train.__main__ import main as train_main  # noqa: E402
+from train.__main__ import parse_args  # noqa: E402
 from train.export import export, safetensors_bytes  # noqa: E402
 from train.recipe import Recipe, recalibrate_batchnorm, train  # noqa: E402
 
@@ -92,11 +93,29 @@ def test_batches_never_end_with_a_single_digit(tmp_path: Path, small: tuple[np.n
 
 
 def test_impossible_arguments_are_refused_before_any_work(capsys: pytest.CaptureFixture[str]) -> None:
-    for bad in (["--limit", "0"], ["--threads", "0"], ["--epochs", "0"], ["--device", "mps"], ["--elastic", "1.5"]):
+    refused = {
+        ("--limit", "0"): "--limit must be at least 1; got 0",
+        ("--threads", "0"): "--threads must be at least 1; got 0",
+        ("--epochs", "0"): "--epochs must be at least 1; got 0",
+        ("--teacher-epochs", "0"): "--teacher-epochs must be at least 1; got 0",
+        ("--val-size", "-5"): "--val-size must be at least 1; got -5",
+        ("--teachers", "-1"): "--teachers must be 0 or more; got -1",
+        ("--max-lr", "0"): "--max-lr must be above 0; got 0.0",
+        ("--max-lr", "nan"): "--max-lr must be above 0; got nan",
+        ("--teacher-max-lr", "-0.1"): "--teacher-max-lr must be above 0; got -0.1",
+        ("--ema-decay", "1"): "--ema-decay must be from 0 (off) to below 1; got 1.0",
+        ("--ema-decay", "-0.5"): "--ema-decay must be from 0 (off) to below 1; got -0.5",
+        ("--device", "mps"): "invalid choice: 'mps'",
+        ("--elastic", "1.5"): "--elastic is a share of the digits, from 0 to 1; got 1.5",
+    }
+    for bad, message in refused.items():
         with pytest.raises(SystemExit) as exc:
             train_main(["--data", "x", "--out", "y", *bad])
         assert exc.value.code == 2, bad
-    assert "--elastic is a share of the digits, from 0 to 1; got 1.5" in capsys.readouterr().err
+        assert message in capsys.readouterr().err, bad
+    # the edges of what is allowed still parse (0 turns the EMA off)
+    args = parse_args(["--data", "x", "--out", "y", "--ema-decay", "0", "--teachers", "0", "--max-lr", "1e-4"])
+    assert (args.ema_decay, args.teachers, args.max_lr) == (0.0, 0, 1e-4)
     if not torch.cuda.is_available():
         assert train_main(["--data", "x", "--out", "y", "--device", "cuda"]) == 2
         assert "no CUDA GPU" in capsys.readouterr().err
@@ -115,6 +134,23 @@ def test_a_truncated_or_corrupt_idx_file_is_a_clear_error_naming_it(
             with pytest.raises(ValueError, match="is not a complete IDX file") as exc:
                 data.load(folder)
             assert images.name in str(exc.value)
+
+
+def test_the_command_reports_bad_data_as_a_message_not_a_traceback(
+    tmp_path: Path, small: tuple[np.ndarray, np.ndarray], capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_idx(tmp_path / "mnist", *small)
+    run = ["--out", str(tmp_path / "o"), "--teachers", "0", "--epochs", "1", "--device", "cpu"]
+    assert train_main(["--data", str(tmp_path / "mnist"), "--val-size", "60", *run]) == 2
+    assert capsys.readouterr().err == "error: validation size 60 does not fit 60 digits\n"
+    assert train_main(["--data", str(tmp_path / "missing"), *run]) == 2
+    assert "missing' is not a Kaggle CSV" in capsys.readouterr().err
+    images = next((tmp_path / "mnist").glob("train-images*"))
+    images.write_bytes(images.read_bytes()[:100])
+    assert train_main(["--data", str(tmp_path / "mnist"), *run]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and images.name in err and "Traceback" not in err
+    assert not (tmp_path / "o").exists()  # nothing was trained or written
 
 
 def test_unknown_data_is_a_clear_error(tmp_path: Path) -> None:

@@ -97,10 +97,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "e.g. the shipped digitcloud/weights/*.safetensors); use a smaller --max-lr and fewer --epochs",
     )
     args = p.parse_args(argv)
-    for flag in ("limit", "threads", "epochs", "batch_size"):
+    for flag in ("limit", "threads", "epochs", "batch_size", "teacher_epochs", "val_size"):
         value = getattr(args, flag)
         if value is not None and value < 1:
             p.error(f"--{flag.replace('_', '-')} must be at least 1; got {value}")
+    if args.teachers < 0:
+        p.error(f"--teachers must be 0 or more; got {args.teachers}")
+    for flag in ("max_lr", "teacher_max_lr"):
+        value = getattr(args, flag)
+        if value is not None and not value > 0:  # `not >`: NaN is refused too
+            p.error(f"--{flag.replace('_', '-')} must be above 0; got {value}")
+    if not 0 <= args.ema_decay < 1:  # 1 would never move the average off the first step's weights
+        p.error(f"--ema-decay must be from 0 (off) to below 1; got {args.ema_decay}")
     if not 0 <= args.elastic <= 1:
         p.error(f"--elastic is a share of the digits, from 0 to 1; got {args.elastic}")
     return args
@@ -139,8 +147,12 @@ def main(argv: list[str] | None = None) -> int:
         pretrained=args.pretrained,
         init_sha256=sha256_of(args.init) if args.init else None,
     )
-    data = load(args.data).subset(args.limit)
-    train_set, val_set = split(data, args.val_size)
+    try:  # the readers' errors name the file, row or size at fault: a message, not a traceback
+        data = load(args.data).subset(args.limit)
+        train_set, val_set = split(data, args.val_size)
+    except (OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     if args.final:
         train_set = data  # the validation digits stay the yardstick, but no longer a held-out one
     held_out = "held out" if not args.final else "NOT held out: --final trains on them"
