@@ -7,10 +7,11 @@ given settings), as ``httpx.get()`` wraps a client.
 from __future__ import annotations
 
 import functools
+import os
 import threading
 import warnings
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable, Iterator
+from typing import IO, TYPE_CHECKING, Any, TypeAlias, overload
 
 import numpy as np
 
@@ -30,8 +31,16 @@ from digitcloud.local import LocalBackend
 from digitcloud.types import Prediction
 
 if TYPE_CHECKING:
+    import torch
+    from PIL import Image
+
     from digitcloud.cogserver import CogServerBackend
     from digitcloud.replicate import ReplicateBackend
+
+# For type checkers only: which inputs always give one Prediction, which always a list, and which
+# decide at run time (a path may be a file or a folder; an array or tensor one image or a batch).
+OneImage: TypeAlias = "bytes | bytearray | memoryview | Image.Image | IO[bytes]"
+OneOrMany: TypeAlias = "str | os.PathLike[str] | np.ndarray | torch.Tensor"
 
 
 class Client:
@@ -126,6 +135,18 @@ class Client:
         """Close the cloud connections. The local model stays cached for the process."""
         if self._cloud is not None:
             self._cloud.close()
+
+    @overload
+    def classify(self, images: OneImage, *, progress: bool = False) -> Prediction: ...
+    # A str or an array is Iterable too; overloads are tried in order, so they stop at this one first.
+    @overload
+    def classify(  # type: ignore[overload-overlap]
+        self, images: OneOrMany, *, progress: bool = False
+    ) -> Prediction | list[Prediction]: ...
+    @overload
+    def classify(self, images: Iterable[Any], *, progress: bool = False) -> list[Prediction]: ...
+    @overload
+    def classify(self, images: Any, *, progress: bool = False) -> Prediction | list[Prediction]: ...
 
     def classify(self, images: Any, *, progress: bool = False) -> Prediction | list[Prediction]:
         """One image in -> one ``Prediction``; a list, directory, glob, CSV or batch array -> a list.
@@ -294,6 +315,16 @@ def default_client() -> Client:
         if _default is None:
             _default = Client()
         return _default
+
+
+@overload
+def classify(images: OneImage, *, progress: bool = False, **settings: Any) -> Prediction: ...
+@overload
+def classify(images: OneOrMany, *, progress: bool = False, **settings: Any) -> Prediction | list[Prediction]: ...
+@overload
+def classify(images: Iterable[Any], *, progress: bool = False, **settings: Any) -> list[Prediction]: ...
+@overload
+def classify(images: Any, *, progress: bool = False, **settings: Any) -> Prediction | list[Prediction]: ...
 
 
 def classify(images: Any, *, progress: bool = False, **settings: Any) -> Prediction | list[Prediction]:
