@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from itertools import islice
 from typing import TypeVar
@@ -26,7 +26,7 @@ def ordered_map(
     items: Iterable[T],
     max_concurrency: int,
     on_abort: Callable[[], None] | None = None,
-) -> Iterator[R]:
+) -> Generator[R, None, None]:
     """``fn`` over ``items`` with at most ``max_concurrency`` calls in flight, results in input order.
 
     A bounded pool, not waves: a new call starts as soon as the oldest result has been handed

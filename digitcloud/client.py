@@ -10,7 +10,7 @@ import functools
 import os
 import threading
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from typing import IO, TYPE_CHECKING, Any, TypeAlias, overload
 
 import numpy as np
@@ -165,8 +165,10 @@ class Client:
             raise
         return results[0] if single else results
 
-    def classify_iter(self, images: Any, *, progress: bool = False) -> Iterator[Prediction]:
-        """Like ``classify`` but yields results as chunks finish; inputs are read lazily."""
+    def classify_iter(self, images: Any, *, progress: bool = False) -> Generator[Prediction, None, None]:
+        """Like ``classify`` but yields results as chunks finish; inputs are read lazily.
+
+        ``close()`` it (or let it go) to stop early: what was started is cancelled at once."""
         yield from self._run(inputs.expand(images), progress=progress, total=None)
 
     def _run(self, items: Any, *, progress: bool, total: int | None) -> Iterator[Prediction]:

@@ -23,6 +23,7 @@ from digitcloud.errors import MissingDependencyError, WeightsError
 if TYPE_CHECKING:
     import torch
     from torch import nn
+    from torchvision.models import ResNet
 
 LABELS: tuple[int, ...] = tuple(range(10))
 INPUT_SIZE = 28
@@ -80,7 +81,7 @@ def import_torch() -> Any:
     return torch
 
 
-def build_model(pretrained: bool = False) -> nn.Module:
+def build_model(pretrained: bool = False) -> ResNet:
     """resnet34 with a 1-channel stem and 10 classes, randomly initialised unless ``pretrained``.
 
     ``pretrained`` starts from torchvision's ImageNet weights (downloaded, so online only): the
@@ -127,7 +128,7 @@ def load_model(
     path: Path | None = None,
     sha256: str | None = None,
     device: str = "cpu",
-) -> nn.Module:
+) -> ResNet:
     """The model in eval mode with verified weights, as float32 on ``device``.
 
     By default the bundled ``WEIGHTS``; ``path`` + ``sha256`` load another file (a fresh training

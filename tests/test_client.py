@@ -44,7 +44,7 @@ def test_one_image_in_one_prediction_out(client: Client, tmp_path: Path, rng: np
     result = client.classify(str(path))
     assert isinstance(result, Prediction) and result.ok
     assert result.backend == "local" and result.index == 0 and result.source == repr(str(path))
-    assert 0 <= result.digit <= 9
+    assert result.digit is not None and 0 <= result.digit <= 9
     assert result.probabilities is not None and len(result.probabilities) == 10
     assert sum(result.probabilities) == pytest.approx(1.0, abs=1e-4)
     assert result.confidence == max(result.probabilities)

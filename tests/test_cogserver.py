@@ -8,6 +8,7 @@ import re
 import socket
 import threading
 import warnings
+from typing import Any
 
 import numpy as np
 import pytest
@@ -50,14 +51,21 @@ PUT_URL = re.compile(rf"{URL}/predictions/digitcloud-[0-9a-f]+$")
 CANCEL_URL = re.compile(rf"{URL}/predictions/digitcloud-[0-9a-f]+/cancel$")
 
 
+def _sent(request: requests.PreparedRequest) -> dict[str, Any]:
+    """The JSON body the client sent."""
+    assert isinstance(request.body, (bytes, str))
+    sent: dict[str, Any] = json.loads(request.body)
+    return sent
+
+
 @responses.activate
 def test_success_sends_one_put_with_a_client_made_id(backend: CogServerBackend) -> None:
     responses.add_callback(responses.PUT, PUT_URL, callback=lambda req: (200, {}, json.dumps(_ok(3))))
     answers = backend.predict(DIGITS)
     assert [int(np.argmax(a)) for a in answers] == [3, 3, 3]
     (call,) = responses.calls
-    body = json.loads(call.request.body)
-    assert call.request.url.endswith(body["id"]) and body["id"].startswith("digitcloud-")
+    body = _sent(call.request)
+    assert str(call.request.url).endswith(body["id"]) and body["id"].startswith("digitcloud-")
     assert body["input"]["request_id"] == body["id"] and body["input"]["digits"].startswith("data:")
 
 
@@ -69,7 +77,7 @@ def test_busy_running_or_5xx_is_retried_with_the_same_id(
     responses.add(responses.PUT, PUT_URL, json={"status": "processing"}, status=first)
     responses.add(responses.PUT, PUT_URL, json=_ok(3), status=200)
     assert len(backend.predict(DIGITS)) == 3
-    ids = {json.loads(c.request.body)["id"] for c in responses.calls}
+    ids = {_sent(c.request)["id"] for c in responses.calls}
     assert len(responses.calls) == 2 and len(ids) == 1
     assert len(sleeps) == 1
 

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from digitcloud.config import Settings
@@ -56,10 +58,11 @@ def test_a_token_that_cannot_travel_in_a_header_is_refused_without_showing_it(
     bad: str, position: int, name: str
 ) -> None:
     token = "r8_abc" + bad + "SENTINEL123"
-    for kwargs, env, where in [
+    cases: list[tuple[dict[str, Any], dict[str, str], str]] = [
         ({"model": "o/n"}, {"REPLICATE_API_TOKEN": token}, "REPLICATE_API_TOKEN"),
         ({"model": "o/n", "token": token}, {}, "token="),
-    ]:
+    ]
+    for kwargs, env, where in cases:
         with pytest.raises(ConfigError) as exc:
             Settings.resolve(environ=env, **kwargs)
         message = str(exc.value)

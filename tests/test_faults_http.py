@@ -10,6 +10,7 @@ import email.utils
 import logging
 import threading
 import time
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
@@ -66,7 +67,7 @@ class warnings_allowed:
         self._cm.__enter__()
         warnings.simplefilter("ignore", FallbackWarning)
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, *exc: Any) -> None:
         self._cm.__exit__(*exc)
 
 

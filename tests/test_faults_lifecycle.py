@@ -8,6 +8,7 @@ import os
 import signal
 import threading
 import time
+from typing import Any
 
 import numpy as np
 import pytest
@@ -83,7 +84,7 @@ def test_l8_mixed_outcomes_in_cloud_mode_are_per_item_errors(fake: FakeReplicate
     check_ledger(fake)
 
 
-def clocked_breaker(client: Client, **kwargs: float) -> tuple[CircuitBreaker, list[float]]:
+def clocked_breaker(client: Client, **kwargs: Any) -> tuple[CircuitBreaker, list[float]]:
     """``client`` made quick, its Replicate backend given a breaker whose clock is ``now[0]``."""
     backend = quick(client)._cloud
     assert isinstance(backend, ReplicateBackend)
@@ -169,6 +170,27 @@ def test_ctrl_c_keeps_the_results_already_finished(fake: FakeReplicate, ctrl_c_r
     assert [r.digit for r in partial] == expected(digits[: len(partial)])
     assert {r.backend for r in partial} == {"replicate"}
     assert fake.settle(2) == []  # what was running was cancelled
+    check_ledger(fake)
+
+
+def test_leaving_a_classify_iter_loop_cancels_what_it_started(fake: FakeReplicate) -> None:
+    # given predictions that each run 3 s, three in flight at a time
+    digits = stroke_digits(60, seed=59)[0]
+    fake.run_seconds = 3.0
+    with Client(model="o/n", batch_size=10, max_concurrency=3, timeout=60) as client:
+        # when the caller leaves the loop after the first answer, keeping no reference to the stream
+        answered = []
+        for result in quick(client).classify_iter(digits):
+            answered.append(result)
+            break
+        # then the dropped generator was closed at once: what it had started is cancelled, not left
+        # running its 3 s (settle waits 1 s for predictions that end by themselves), nothing more is created
+        assert fake.settle(1) == []
+        created = len(fake.predictions)
+        time.sleep(0.3)
+        assert len(fake.predictions) == created < 6
+    assert [(r.index, r.digit) for r in answered] == [(0, expected(digits[:10])[0])]
+    assert {p["status"] for p in fake.predictions.values()} <= {"succeeded", "canceled"}
     check_ledger(fake)
 
 

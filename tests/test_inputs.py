@@ -9,6 +9,7 @@ import struct
 import threading
 import zlib
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -139,7 +140,12 @@ def test_a_speck_on_blank_paper_is_no_digit_but_a_small_digit_is_read(seven: Ima
     small = Image.eval(seven.resize((100, 100), Image.Resampling.LANCZOS), lambda v: 235 - v * 215 // 255)
     page.paste(small, (380, 100))
     # a "1" filling a narrow strip, or a tiny image, or a small one in a 28x28 image, is not a speck
-    for shape, stroke in [((20, 1100), np.s_[1:19, 540:544]), ((5, 5), np.s_[:, 2]), ((28, 28), np.s_[3:8, 20])]:
+    strips: list[tuple[tuple[int, int], Any]] = [
+        ((20, 1100), np.s_[1:19, 540:544]),
+        ((5, 5), np.s_[:, 2]),
+        ((28, 28), np.s_[3:8, 20]),
+    ]
+    for shape, stroke in strips:
         one = np.full(shape, 235, dtype=np.uint8)
         one[stroke] = 20
         assert inputs.normalize(one).max() > 200, shape

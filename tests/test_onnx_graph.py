@@ -15,12 +15,16 @@ from tests.conftest import stroke_digits
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
+from torch import Tensor, fx, nn  # noqa: E402
+
 from digitcloud import onnx_graph  # noqa: E402  (needs onnx, which comes with onnxruntime's extra)
 
 
 @pytest.fixture(scope="module")
-def prepared() -> torch.nn.Module:
-    return spec.prepare(spec.load_model())
+def prepared() -> fx.GraphModule:
+    net = spec.prepare(spec.load_model())
+    assert isinstance(net, fx.GraphModule)  # what onnx_graph translates
+    return net
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +36,7 @@ def digits() -> np.ndarray:
     return np.concatenate([strokes, noise, flat])
 
 
-def test_onnxruntime_gives_torchs_probabilities(prepared: torch.nn.Module, digits: np.ndarray) -> None:
+def test_onnxruntime_gives_torchs_probabilities(prepared: fx.GraphModule, digits: np.ndarray) -> None:
     # given the shipped weights prepared for torch, and the same model translated for onnxruntime
     expected = spec.predict_probabilities(prepared, digits)
     engine = onnx_graph.OnnxModel(prepared, num_threads=1)
@@ -61,7 +65,7 @@ def test_dense_map_is_the_convolution(size: int, stride: int, padding: int) -> N
         np.testing.assert_allclose(dense, conv(x).numpy(), atol=1e-5)
 
 
-def test_only_the_2x2_maps_become_matrices(prepared: torch.nn.Module) -> None:
+def test_only_the_2x2_maps_become_matrices(prepared: fx.GraphModule) -> None:
     import onnx
 
     graph = onnx.load_from_string(onnx_graph.to_onnx(prepared)).graph
@@ -72,7 +76,7 @@ def test_only_the_2x2_maps_become_matrices(prepared: torch.nn.Module) -> None:
     assert [i.name for i in graph.input] == ["digits"] and [o.name for o in graph.output] == ["probabilities"]
 
 
-class _Small(torch.nn.Module):
+class _Small(nn.Module):
     """Every module kind the translation knows, on a small net; the classifier with or without bias."""
 
     def __init__(self, bias: bool) -> None:
@@ -83,7 +87,7 @@ class _Small(torch.nn.Module):
         self.avg = torch.nn.AdaptiveAvgPool2d(1)
         self.fc = torch.nn.Linear(4, 10, bias=bias)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: Tensor) -> Tensor:
         return self.fc(torch.flatten(self.avg(self.pool(self.relu(self.conv(x)))), 1))
 
 
@@ -112,7 +116,7 @@ def test_engines_agree_through_classify(digits: np.ndarray) -> None:
     assert sum(r.ok for r in reference) >= 60  # the strokes at least; blank inputs are refused by both
     assert [(r.digit, type(r.error)) for r in fast] == [(r.digit, type(r.error)) for r in reference]
     answered = [(a.confidence, b.confidence) for a, b in zip(fast, reference, strict=True) if b.ok]
-    np.testing.assert_allclose(*zip(*answered, strict=True), atol=1e-5)
+    np.testing.assert_allclose([a for a, _ in answered], [b for _, b in answered], atol=1e-5)
 
 
 def test_auto_picks_onnxruntime_when_installed_and_torch_when_not(monkeypatch: pytest.MonkeyPatch) -> None:

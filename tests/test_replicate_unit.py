@@ -9,11 +9,13 @@ import threading
 import time
 import traceback
 import tracemalloc
+from typing import Any
 
 import numpy as np
 import pytest
 import requests
 import responses
+import urllib3.connection
 import urllib3.exceptions
 
 from digitcloud.errors import AuthenticationError, CloudError, CloudUnavailableError
@@ -25,7 +27,7 @@ BASE = "https://api.example.test"
 TOKEN = "r8_unit_SENTINEL_token"
 
 
-def backend(**kwargs: object) -> ReplicateBackend:
+def backend(**kwargs: Any) -> ReplicateBackend:
     return ReplicateBackend(
         Target.parse(model="o/n"),
         Secret(TOKEN),
@@ -38,7 +40,7 @@ def backend(**kwargs: object) -> ReplicateBackend:
 
 def test_which_failures_may_have_reached_the_server() -> None:
     pool = urllib3.HTTPConnectionPool("api.example.test")
-    refused = urllib3.exceptions.NewConnectionError(pool, "refused")
+    refused = urllib3.exceptions.NewConnectionError(urllib3.connection.HTTPConnection(pool.host), "refused")
     assert not may_have_reached_server(requests.ConnectTimeout())
     assert not may_have_reached_server(requests.ConnectionError(urllib3.exceptions.MaxRetryError(pool, "/", refused)))
     assert may_have_reached_server(requests.ConnectionError(urllib3.exceptions.ProtocolError("Connection aborted")))
@@ -78,9 +80,11 @@ def test_create_sends_wait_cancel_after_and_the_token_only_in_the_header() -> No
     assert int(np.argmax(answers[0])) == 1
     request = created.calls[0].request
     assert request.headers["Authorization"] == f"Bearer {TOKEN}"
-    assert re.fullmatch(r"wait=\d+", request.headers["Prefer"])
-    assert re.fullmatch(r"\d+s", request.headers["Cancel-After"]) and int(request.headers["Cancel-After"][:-1]) >= 5
-    assert TOKEN not in request.url and TOKEN.encode() not in request.body
+    prefer, cancel_after, body = request.headers["Prefer"], request.headers["Cancel-After"], request.body
+    assert isinstance(prefer, str) and isinstance(cancel_after, str) and isinstance(body, bytes)
+    assert re.fullmatch(r"wait=\d+", prefer)
+    assert re.fullmatch(r"\d+s", cancel_after) and int(cancel_after[:-1]) >= 5
+    assert TOKEN not in str(request.url) and TOKEN.encode() not in body
 
 
 @responses.activate
@@ -171,7 +175,7 @@ def test_json_nested_past_the_recursion_limit_is_an_unreadable_body() -> None:
     responses.add(responses.POST, create, status=201, json=ONE_DIGIT)
     (answer,) = backend().predict(np.zeros((1, 28, 28), dtype=np.uint8))
     assert int(np.argmax(answer)) == 1
-    assert [c.request.method for c in responses.calls if c.request.url.startswith(create)] == ["POST", "POST"]
+    assert [c.request.method for c in responses.calls if str(c.request.url).startswith(create)] == ["POST", "POST"]
     # a refusal whose detail cannot be decoded is still the refusal
     responses.replace(responses.POST, create, status=422, body=DEEP)
     with pytest.raises(CloudError) as refused:
@@ -315,11 +319,16 @@ def test_cancelling_on_give_up_shares_one_budget_and_never_waits_long(monkeypatc
         re.compile(rf"{BASE}/v1/predictions/p[0-9]/cancel"), status=429, json={}, headers={"Retry-After": "30"}
     )
     slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        time.sleep(seconds)
+
     b = ReplicateBackend(
         Target.parse(model="o/n"),
         Secret(TOKEN),
         base_url=BASE,
-        policy=RetryPolicy(sleep=lambda s: (slept.append(s), time.sleep(s)), rng=random.Random(0)),
+        policy=RetryPolicy(sleep=sleep, rng=random.Random(0)),
     )
     monkeypatch.setattr("digitcloud.replicate.CANCEL_SECONDS", 0.5)
     stop = threading.Event()

@@ -405,7 +405,7 @@ def test_teachers_take_their_own_peak_learning_rate(tmp_path: Path, small: tuple
 def test_the_teacher_is_the_shipped_architecture_without_its_max_pool() -> None:
     from train.recipe import build_teacher
 
-    features = {}
+    features: dict[str, tuple[int, ...]] = {}
     teacher, student = build_teacher(), spec.build_model()
     for name, net in (("teacher", teacher), ("student", student)):
         net.layer4.register_forward_hook(lambda _m, _i, out, name=name: features.__setitem__(name, out.shape))

@@ -21,13 +21,14 @@ import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn, update_bn
+from torchvision.models import ResNet
 
 from digitcloud import model as spec
 from train.augment import Augmentation, augment
@@ -68,7 +69,7 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def build_teacher() -> nn.Module:
+def build_teacher() -> ResNet:
     """The shipped architecture without its max-pool: 14x14 features after the stem instead of 7x7."""
     net = spec.build_model()
     net.maxpool = nn.Identity()
@@ -97,7 +98,10 @@ def accuracy(net: nn.Module, val_set: Dataset) -> float:
     return float((probs.argmax(1) == val_set.labels).mean())
 
 
-def recalibrate_batchnorm(net: nn.Module, images: np.ndarray, batch_size: int = 256) -> nn.Module:
+Net = TypeVar("Net", bound=nn.Module)
+
+
+def recalibrate_batchnorm(net: Net, images: np.ndarray, batch_size: int = 256) -> Net:
     """Re-estimate every BatchNorm's running statistics for ``net``'s weights as they are, over
     uint8 digits ``[N, 28, 28]`` (torch's ``update_bn``, as used for weight averaging); eval mode."""
     device = next(net.parameters()).device
