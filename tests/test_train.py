@@ -509,6 +509,54 @@ def test_init_fine_tunes_from_exported_weights_and_records_them(
         train_main([*tuned_args, "--init", str(source), "--pretrained"])
 
 
+def test_teacher_weights_are_distilled_from_as_they_are_and_recorded(
+    tmp_path: Path, small: tuple[np.ndarray, np.ndarray], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from digitcloud.errors import WeightsError
+
+    # given a first run's exported weights (the shipped architecture)
+    write_idx(tmp_path / "mnist", *small)
+    common = ["--data", str(tmp_path / "mnist"), "--val-size", "20", "--device", "cpu", "--teachers", "0"]
+    run = ["--epochs", "1", "--batch-size", "20", "--ema-decay", "0"]
+    first = [*common, *run, "--out", str(tmp_path / "a"), "--name", "first", "--checkpoint-dir", str(tmp_path / "ca")]
+    assert train_main(first) == 0
+    source = tmp_path / "a" / "first.safetensors"
+    sha256 = spec.sha256_of(source)
+
+    # when a fresh run distils from them, and the same run (seed, batches) does not
+    taught = [*common, *run, "--out", str(tmp_path / "b"), "--name", "taught", "--checkpoint-dir", str(tmp_path / "cb")]
+    assert train_main([*taught, "--teacher-weights", str(source)]) == 0
+    alone = [*common, *run, "--out", str(tmp_path / "c"), "--name", "alone", "--checkpoint-dir", str(tmp_path / "cc")]
+    assert train_main(alone) == 0
+    meta = json.loads((tmp_path / "b" / "taught.json").read_text())
+    meta_alone = json.loads((tmp_path / "c" / "alone.json").read_text())
+
+    # then the teacher's soft targets were in the loss, and the metadata names the file, its sha256
+    # and its accuracy on the run's validation digits, measured on the file as loaded
+    assert meta["history"][0]["train_loss"] != pytest.approx(meta_alone["history"][0]["train_loss"], rel=1e-3)
+    net = spec.load_model(path=source, sha256=sha256)
+    val_labels = small[1][-20:]
+    expected = float((spec.predict_probabilities(net, small[0][-20:]).argmax(1) == val_labels).mean())
+    assert meta["teachers"] == [{"weights": "first.safetensors", "sha256": sha256, "val_accuracy": expected}]
+    assert meta["recipe"]["teacher_sha256"] == [sha256] and meta_alone["recipe"]["teacher_sha256"] == []
+    assert "teacher first.safetensors: val accuracy" in capsys.readouterr().out
+
+    # a missing file is a clear error before any work; a file that changed under its recorded hash is refused
+    assert train_main([*taught, "--teacher-weights", str(tmp_path / "nope.safetensors")]) == 2
+    assert "--teacher-weights " in capsys.readouterr().err
+    recipe = Recipe(epochs=1, batch_size=20, teachers=0, teacher_sha256=("0" * 64,))
+    ds = data.Dataset(*small, "test")
+    with pytest.raises(WeightsError, match="refusing to load it"):
+        train(
+            recipe,
+            *data.split(ds, 20),
+            tmp_path / "cd",
+            torch.device("cpu"),
+            log=lambda _: None,
+            teacher_files=(source,),
+        )
+
+
 def test_final_trains_on_the_validation_digits_too_and_says_so(
     tmp_path: Path, small: tuple[np.ndarray, np.ndarray], capsys: pytest.CaptureFixture[str]
 ) -> None:

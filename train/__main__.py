@@ -48,6 +48,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="the teachers' peak learning rate (default: --max-lr); teachers always train from scratch, "
         "so a fine-tune (--init, small --max-lr) can still give them 0.1",
     )
+    p.add_argument(
+        "--teacher-weights",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="also distil from these exported weights (the shipped architecture, e.g. the shipped "
+        "digitcloud/weights/*.safetensors: born-again distillation); loaded, not trained; repeatable",
+    )
     p.add_argument("--ema-decay", type=float, default=defaults.ema_decay, help="0 turns the weight EMA off")
     p.add_argument(
         "--no-photo-augmentation",
@@ -116,9 +125,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.init is not None and not args.init.is_file():
-        print(f"error: --init {str(args.init)!r} is not a file", file=sys.stderr)
-        return 2
+    for flag, path in [("--init", args.init), *(("--teacher-weights", t) for t in args.teacher_weights)]:
+        if path is not None and not path.is_file():
+            print(f"error: {flag} {str(path)!r} is not a file", file=sys.stderr)
+            return 2
     import torch
 
     from digitcloud.model import sha256_of
@@ -146,6 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed,
         pretrained=args.pretrained,
         init_sha256=sha256_of(args.init) if args.init else None,
+        teacher_sha256=tuple(sha256_of(t) for t in args.teacher_weights),
     )
     try:  # the readers' errors name the file, row or size at fault: a message, not a traceback
         data = load(args.data).subset(args.limit)
@@ -168,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
             device,
             args.resume,
             init=args.init,
+            teacher_files=tuple(args.teacher_weights),
         )
     except PretrainedUnavailableError as exc:
         print(f"error: {exc}", file=sys.stderr)

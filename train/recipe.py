@@ -1,7 +1,9 @@
 """The training recipe: teachers, then a distilled student with an EMA of its weights.
 
 1. ``teachers`` copies of resnet34 *without* the max-pool (4x the compute of the shipped model,
-   more accurate on 28x28 digits) are trained on the data, each from its own seed.
+   more accurate on 28x28 digits) are trained on the data, each from its own seed. Exported
+   weights of the shipped architecture (``teacher_files``, e.g. the shipped model itself) can
+   join or replace them: those are loaded, not trained.
 2. The shipped architecture (the fast 7x7/2 + max-pool stem) is trained on the hard labels and,
    with weight ``distill_weight``, on the teachers' averaged softened probabilities (knowledge
    distillation, temperature ``temperature``), both on the same augmented batch.
@@ -54,6 +56,7 @@ class Recipe:
     seed: int = 0
     pretrained: bool = False
     init_sha256: str | None = None  # fine-tune: the student starts from these exported weights
+    teacher_sha256: tuple[str, ...] = ()  # exported weights distilled from as they are (teacher_files)
 
 
 @dataclass
@@ -127,13 +130,18 @@ def train(
     resume: bool = False,
     log: Any = print,
     init: Path | None = None,
+    teacher_files: tuple[Path, ...] = (),
 ) -> Trained:
     """Train the teachers, then the student; return the student to export.
 
     ``init`` (with ``recipe.init_sha256``, checked) starts the student from exported weights
-    instead of a random or ImageNet initialisation: fine-tuning."""
+    instead of a random or ImageNet initialisation: fine-tuning. ``teacher_files`` (with
+    ``recipe.teacher_sha256``, checked) are exported weights of the shipped architecture that the
+    student also learns from, after any trained teachers."""
     if (init is None) != (recipe.init_sha256 is None):
         raise ValueError("init and recipe.init_sha256 go together")
+    if len(teacher_files) != len(recipe.teacher_sha256):
+        raise ValueError("teacher_files and recipe.teacher_sha256 go together")
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     # Built first: --pretrained downloads here, and an offline user should learn that before any teacher trains.
@@ -146,7 +154,8 @@ def train(
         except OSError as exc:  # only the download: a full disk hours later is not "are you online?"
             reason = f"could not download the ImageNet weights ({exc}); are you online?"
             raise PretrainedUnavailableError(reason) from exc
-    teachers, summaries = [], []
+    teachers: list[nn.Module] = []
+    summaries: list[dict[str, Any]] = []
     teacher_lr = recipe.max_lr if recipe.teacher_max_lr is None else recipe.teacher_max_lr
     teacher_recipe = dataclasses.replace(recipe, max_lr=teacher_lr)
     for i in range(recipe.teachers):
@@ -155,6 +164,11 @@ def train(
         teacher, history = run.fit(build_teacher(), train_set, val_set, (), resume, log, f"teacher {i + 1}: ")
         teachers.append(teacher.eval().requires_grad_(False))
         summaries.append({"val_accuracy": history[-1]["val_accuracy"] if history else None, "history": history})
+    for path, sha256 in zip(teacher_files, recipe.teacher_sha256, strict=True):
+        loaded = spec.load_model(path=path, sha256=sha256).to(device).to(memory_format=torch.channels_last)
+        teachers.append(loaded.requires_grad_(False))
+        summaries.append({"weights": path.name, "sha256": sha256, "val_accuracy": accuracy(loaded, val_set)})
+        log(f"teacher {path.name}: val accuracy {summaries[-1]['val_accuracy']:.4%} (loaded, not trained)")
     run = _Run(recipe, recipe.epochs, recipe.seed, checkpoint_dir, device)
     student, history = run.fit(net, train_set, val_set, teachers, resume, log, "")
     return Trained(student, history, summaries)
