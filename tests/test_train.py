@@ -469,18 +469,23 @@ def test_recalibration_fits_batchnorm_statistics_to_the_weights_and_republishes(
     assert json.loads((out / "z.json").read_text())["batchnorm_recalibrated"]["digits"] == 40
 
 
+def first_run(tmp_path: Path, small: tuple[np.ndarray, np.ndarray]) -> tuple[list[str], list[str], Path]:
+    """A one-epoch run on ``small`` exported to ``tmp_path/a/first.safetensors``; its arguments and the file."""
+    write_idx(tmp_path / "mnist", *small)
+    common = ["--data", str(tmp_path / "mnist"), "--val-size", "20", "--device", "cpu", "--teachers", "0"]
+    run = ["--epochs", "1", "--batch-size", "20", "--ema-decay", "0"]
+    first = [*common, *run, "--out", str(tmp_path / "a"), "--name", "first", "--checkpoint-dir", str(tmp_path / "ca")]
+    assert train_main(first) == 0
+    return common, run, tmp_path / "a" / "first.safetensors"
+
+
 def test_init_fine_tunes_from_exported_weights_and_records_them(
     tmp_path: Path, small: tuple[np.ndarray, np.ndarray], capsys: pytest.CaptureFixture[str]
 ) -> None:
     from digitcloud.errors import WeightsError
 
     # given a first run's exported weights
-    write_idx(tmp_path / "mnist", *small)
-    common = ["--data", str(tmp_path / "mnist"), "--val-size", "20", "--device", "cpu", "--teachers", "0"]
-    run = ["--epochs", "1", "--batch-size", "20", "--ema-decay", "0"]
-    first = [*common, *run, "--out", str(tmp_path / "a"), "--name", "first", "--checkpoint-dir", str(tmp_path / "ca")]
-    assert train_main(first) == 0
-    source = tmp_path / "a" / "first.safetensors"
+    common, run, source = first_run(tmp_path, small)
     before = spec.load_model(path=source, sha256=spec.sha256_of(source))
 
     # when a run starts from them with a learning rate too small to move the weights
@@ -515,12 +520,7 @@ def test_teacher_weights_are_distilled_from_as_they_are_and_recorded(
     from digitcloud.errors import WeightsError
 
     # given a first run's exported weights (the shipped architecture)
-    write_idx(tmp_path / "mnist", *small)
-    common = ["--data", str(tmp_path / "mnist"), "--val-size", "20", "--device", "cpu", "--teachers", "0"]
-    run = ["--epochs", "1", "--batch-size", "20", "--ema-decay", "0"]
-    first = [*common, *run, "--out", str(tmp_path / "a"), "--name", "first", "--checkpoint-dir", str(tmp_path / "ca")]
-    assert train_main(first) == 0
-    source = tmp_path / "a" / "first.safetensors"
+    common, run, source = first_run(tmp_path, small)
     sha256 = spec.sha256_of(source)
 
     # when a fresh run distils from them, and the same run (seed, batches) does not
