@@ -168,7 +168,8 @@ class Client:
     def classify_iter(self, images: Any, *, progress: bool = False) -> Generator[Prediction, None, None]:
         """Like ``classify`` but yields results as chunks finish; inputs are read lazily.
 
-        ``close()`` it (or let it go) to stop early: what was started is cancelled at once."""
+        To stop early, ``close()`` it or drop it: what it started is cancelled (when dropped, once
+        it is garbage-collected; at once for a ``for`` loop left with ``break`` in CPython)."""
         yield from self._run(inputs.expand(images), progress=progress, total=None)
 
     def _run(self, items: Any, *, progress: bool, total: int | None) -> Iterator[Prediction]:

@@ -183,8 +183,8 @@ def test_leaving_a_classify_iter_loop_cancels_what_it_started(fake: FakeReplicat
         for result in quick(client).classify_iter(digits):
             answered.append(result)
             break
-        # then the dropped generator was closed at once: what it had started is cancelled, not left
-        # running its 3 s (settle waits 1 s for predictions that end by themselves), nothing more is created
+        # then the dropped generator was closed at once: no prediction beyond those already created is
+        # sent, even later, and none it created is left running (settle waits 1 s for any to end)
         assert fake.settle(1) == []
         created = len(fake.predictions)
         time.sleep(0.3)
