@@ -148,10 +148,13 @@ def _ink_is_light(grey: np.ndarray) -> bool:
     """MNIST is light ink on dark; most photos are dark ink on light paper.
 
     The paper is what most of the border shows; the ink is whichever extreme lies further from it.
+    The extremes are the 0.05th and 99.95th percentiles: a thin pen on a small digit can be under
+    0.5 % of a photo, and at the 0.5th percentile an unevenly lit photo's paper stood further out
+    than its ink (photo set: 5 of 3,000 photos read as light ink, then "blank").
     """
     border = np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
     paper = float(np.median(border))
-    lo, hi = np.percentile(grey, [0.5, 99.5])
+    lo, hi = np.percentile(grey, [0.05, 99.95])
     return (hi - paper) > (paper - lo)
 
 
@@ -217,6 +220,27 @@ def widen_thin_pen(crop: np.ndarray) -> np.ndarray:
     return _max_filter(crop, grow | 1) if grow >= 2 else crop
 
 
+def _ink_level(grey: np.ndarray, floor: float) -> float:
+    """The grey level ``normalize_grey`` maps to full ink: the image's 99.9th percentile.
+
+    A small digit can cover less of the image than that: a thin "1" a tenth of a big photo's height
+    is about 0.05 % of it, so the percentile lands on the paper and the photo would read as blank.
+    When the percentile does not stand out from the paper, the level is the n-th brightest pixel
+    instead, n being the number of 2x2 blocks that do stand out: ink, where lone specks of noise
+    or dust are no block at all (and leave the image blank, as before).
+    """
+    level = float(np.percentile(grey, 99.9))
+    if level - floor >= MIN_CONTRAST:
+        return level
+    standing = grey > floor + MIN_CONTRAST
+    blocks = int(np.count_nonzero(standing[:-1, :-1] & standing[1:, :-1] & standing[:-1, 1:] & standing[1:, 1:]))
+    if blocks == 0:
+        return level
+    flat = grey.ravel()
+    k = flat.size - blocks  # the index of the blocks-th brightest pixel
+    return float(np.partition(flat, k)[k])
+
+
 def normalize_grey(grey: np.ndarray) -> np.ndarray:
     """A grey image (float, any size, either polarity) -> a 28x28 uint8 MNIST-style digit.
 
@@ -232,7 +256,7 @@ def normalize_grey(grey: np.ndarray) -> np.ndarray:
     _, _, frame = _border(grey)
     # Paper texture and sensor noise: four robust standard deviations of the frame count as paper.
     floor = max(0.0, 4 * 1.4826 * float(np.median(np.abs(frame - np.median(frame)))))
-    ink = float(np.percentile(grey, 99.9))
+    ink = _ink_level(grey, floor)
     if ink - floor < MIN_CONTRAST:
         raise InputError(f"no digit found: the image is blank (contrast {max(0.0, ink - floor):.0f} of 255)")
     level = np.clip((grey - floor) / (ink - floor), 0.0, 1.0)

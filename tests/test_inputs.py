@@ -155,6 +155,50 @@ def test_a_speck_on_blank_paper_is_no_digit_but_a_small_digit_is_read(seven: Ima
     assert max(np.corrcoef(s.ravel(), close.ravel())[0, 1] for s in shifts) > 0.85
 
 
+def test_a_small_thin_one_in_a_big_photo_is_read_not_blank() -> None:
+    # given a "1" a tenth of a 1000x750 photo's height: its ink is ~0.05 % of the pixels once the
+    # photo is shrunk to 512, so the image's 99.9th percentile lies on the paper
+    ones = []
+    for seed in range(4):
+        ink = draw_digit(1, np.random.default_rng(seed), size=112)
+        photo = photograph(ink, np.random.default_rng(seed), size=(1000, 750), digit_height=0.1, noise=3.0, blur=0.5)
+        ones.append(inputs.decode(encode(photo, "PNG")))
+    # then each reads as a full-strength stroke: not "blank", and not a faint grey line
+    for digit in ones:
+        assert digit.max() >= 250
+        assert (digit > 128).sum() >= 20
+    # while dust on blank paper (lone dark pixels, 0.02 % of them) is still blank paper
+    dusty = np.full((750, 1000), 240, dtype=np.uint8)
+    rng = np.random.default_rng(0)
+    dusty[rng.integers(0, 750, 150), rng.integers(0, 1000, 150)] = 30
+    with pytest.raises(InputError, match="blank"):
+        inputs.normalize(dusty)
+
+
+def test_a_thin_pen_beside_a_lit_patch_is_dark_ink_not_blank() -> None:
+    # given thin-pen digits, small in grey-paper photos whose right quarter is lit 20 % brighter:
+    # the ink is ~0.1 % of the pixels, the lit paper 25 %
+    read = []
+    for digit in (1, 4, 7):
+        ink = draw_digit(digit, np.random.default_rng(digit), size=112, width=0.03)
+        photo = photograph(
+            ink,
+            np.random.default_rng(digit),
+            size=(590, 450),
+            paper="grey",
+            digit_height=0.25,
+            offset=(0.35, 0.5),
+            light_gradient=0.0,
+        )
+        pixels = np.asarray(photo).astype(np.float32)
+        pixels[:, -148:] *= 1.2
+        read.append(inputs.decode(encode(Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)), "PNG")))
+    # then each is read as dark ink on light paper: a solid stroke, not "blank" (the lit paper taken for ink)
+    for seen in read:
+        assert seen.max() >= 250
+        assert 20 <= (seen > 128).sum() <= 300
+
+
 def test_unusual_modes_decode(seven: Image.Image) -> None:
     for img in (seven.convert("P"), seven.convert("I;16"), seven.convert("CMYK"), seven.convert("1")):
         digit = inputs.normalize(img)
