@@ -1,0 +1,150 @@
+"""Where the photo pipeline breaks: one condition at a time, pushed past ``photo_set.py``'s ranges.
+
+    python bench/photo_stress.py --data ../shared/data/mnist [--n 400] [CONDITION ...]
+
+``photo_set.py`` draws every condition at random, so a cliff at one end of one range shows as a
+fraction of a percent overall. Here each named condition renders the same last ``--n`` MNIST train
+digits (the validation tail) with only that condition changed from a plain photo: 400x400 px,
+white paper, the digit half the photo's height, light noise and blur, PNG. Each photo goes
+through ``digitcloud.inputs.decode`` and the shipped model; printed per condition: accuracy and
+how many photos the pipeline could not read, with the first such error. Seeded; nothing is written
+to disk (the photos are MNIST-derived).
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import sys
+import zlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageFilter
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests.synthetic import PAPERS, encode
+
+PLAIN: dict[str, Any] = {
+    "size": (400, 400),  # photo width, height
+    "paper": "white",
+    "height": 0.5,  # the digit's height over the photo's shorter side
+    "noise": 3.0,  # sensor noise, standard deviation in grey levels
+    "blur": 0.5,  # Gaussian blur radius per 400 px of the photo's shorter side
+    "gradient": 0.0,  # light falling linearly by this share across the photo, in a random direction
+    "vignette": 0.0,  # light falling by this share from the centre to the corners
+    "shadow": 0.0,  # a soft-edged shadow over part of the photo, darkening it by this share
+    "pen": (25, 28, 60),  # ink colour (RGB)
+    "pen_change": 0.0,  # MNIST pixels added to (thicker) or taken from (thinner) the stroke
+    "format": "PNG",
+    "quality": 90,
+}
+
+
+def plain(**changes: Any) -> dict[str, Any]:
+    return {**PLAIN, **changes}
+
+
+CONDITIONS: dict[str, dict[str, Any]] = {
+    "plain": plain(),
+    "1000 px, digit 0.3 high": plain(size=(1000, 750), height=0.3),
+    "1000 px, digit 0.15 high": plain(size=(1000, 750), height=0.15),
+    "1000 px, digit 0.1 high": plain(size=(1000, 750), height=0.1),
+    "60 px, digit 0.5 high": plain(size=(60, 60), blur=0.1),
+    "light gradient 0.6": plain(gradient=0.6),
+    "thin pen, small, gradient 0.6": plain(gradient=0.6, pen_change=-1.0, size=(800, 600), height=0.2),
+    "vignette 0.4": plain(vignette=0.4),
+    "vignette 0.6": plain(vignette=0.6),
+    "vignette 0.8": plain(vignette=0.8),
+    "shadow 0.4": plain(shadow=0.4),
+    "noise 30": plain(noise=30.0),
+    "blur 4": plain(blur=4.0),
+    "JPEG quality 15": plain(format="JPEG", quality=15),
+    "pencil (grey ink 160)": plain(pen=(160, 160, 160)),
+    "blue ink on blue paper": plain(paper="blue", pen=(30, 50, 170)),
+    "pen +1.6 px": plain(pen_change=1.6),
+    "pen +2.5 px": plain(pen_change=2.5),
+    "pen -1.0 px": plain(pen_change=-1.0),
+    "pen -1.6 px": plain(pen_change=-1.6),
+}
+
+
+def render(digit: np.ndarray, c: dict[str, Any], rng: np.random.Generator) -> bytes:
+    """One 28x28 MNIST digit (light on dark) as an encoded photo under conditions ``c``."""
+    w, h = c["size"]
+    side = max(8, int(min(w, h) * c["height"]))
+    work = max(side, 280)  # pen changes are made at >= 280 px, as in photo_set.py
+    ink = np.asarray(Image.fromarray(digit).resize((work, work), Image.Resampling.BICUBIC), np.float32) / 255
+    ink = np.clip((ink - 0.2) / 0.6, 0, 1)  # a pen's edge: upscaled MNIST is soft
+    glyph = Image.fromarray((ink * 255).astype(np.uint8))
+    if c["pen_change"]:
+        k = int(work / 28 * abs(c["pen_change"])) | 1
+        glyph = glyph.filter(ImageFilter.MaxFilter(k) if c["pen_change"] > 0 else ImageFilter.MinFilter(k))
+    coverage = np.zeros((h, w), np.float32)
+    x0 = int(np.clip(rng.uniform(0.1, 0.9) * w - side / 2, 0, w - side))
+    y0 = int(np.clip(rng.uniform(0.15, 0.85) * h - side / 2, 0, h - side))
+    coverage[y0 : y0 + side, x0 : x0 + side] = np.asarray(glyph.resize((side, side), Image.Resampling.LANCZOS)) / 255
+    pen = np.array(c["pen"], np.float32) + rng.uniform(-10, 10, 3)
+    img = np.array(PAPERS[c["paper"]], np.float32) * (1 - coverage[..., None]) + pen * coverage[..., None]
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    light = np.ones((h, w), np.float32)
+    if c["gradient"]:
+        angle = rng.uniform(0, 2 * np.pi)
+        t = np.cos(angle) * xx / w + np.sin(angle) * yy / h
+        light *= 1 - c["gradient"] * (t - t.min()) / (np.ptp(t) + 1e-6)
+    if c["vignette"]:
+        light *= 1 - c["vignette"] * ((xx / w - 0.5) ** 2 + (yy / h - 0.5) ** 2) / 0.5
+    if c["shadow"]:
+        angle, at = rng.uniform(0, 2 * np.pi), rng.uniform(0.2, 0.8)
+        inside = np.cos(angle) * (xx / w - at) + np.sin(angle) * (yy / h - 0.5)
+        light *= 1 - c["shadow"] / (1 + np.exp(-inside * 40))
+    img = img * light[..., None] + rng.normal(0, c["noise"], img.shape)
+    photo = Image.fromarray(np.clip(img, 0, 255).astype(np.uint8), "RGB")
+    blur = c["blur"] * min(w, h) / 400
+    photo = photo.filter(ImageFilter.GaussianBlur(blur)) if blur else photo
+    return encode(photo, c["format"], **({"quality": c["quality"]} if c["format"] == "JPEG" else {}))
+
+
+def _read_back(job: tuple[np.ndarray, str, int]) -> tuple[np.ndarray | None, str]:
+    from digitcloud import inputs
+
+    digit, name, index = job
+    rng = np.random.default_rng([zlib.crc32(name.encode()), index])
+    try:
+        return inputs.decode(render(digit, CONDITIONS[name], rng)), ""
+    except inputs.InputError as exc:
+        return None, str(exc)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("conditions", nargs="*", metavar="CONDITION", help=f"default: all of {list(CONDITIONS)}")
+    p.add_argument("--data", type=Path, default=Path("../shared/data/mnist"))
+    p.add_argument("--n", type=int, default=400, help="photos per condition, from the last N MNIST train digits")
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    args = p.parse_args()
+    unknown = [c for c in args.conditions if c not in CONDITIONS]
+    if unknown:
+        p.error(f"unknown condition(s) {unknown}; choose from {list(CONDITIONS)}")
+
+    from digitcloud import model
+    from train.data import read_mnist_idx
+
+    data = read_mnist_idx(args.data)
+    digits, labels = data.images[-args.n :], data.labels[-args.n :]
+    net = model.prepare(model.load_model())
+    with multiprocessing.get_context("fork").Pool(args.workers) as pool:
+        for name in args.conditions or list(CONDITIONS):
+            results = pool.map(_read_back, [(d, name, i) for i, d in enumerate(digits)], chunksize=16)
+            read = np.array([r[0] is not None for r in results])
+            photos = np.stack([r[0] if r[0] is not None else np.zeros((28, 28), np.uint8) for r in results])
+            correct = read & (model.predict_probabilities(net, photos, batch_size=512).argmax(1) == labels)
+            first = next((r[1] for r in results if r[1]), "")
+            print(f"{name:32s} {correct.mean():7.2%}  unread {int((~read).sum()):4d}  {first}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
