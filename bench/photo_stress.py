@@ -14,6 +14,7 @@ to disk (the photos are MNIST-derived).
 from __future__ import annotations
 
 import argparse
+import functools
 import multiprocessing
 import os
 import sys
@@ -26,7 +27,7 @@ from PIL import Image, ImageFilter
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.synthetic import PAPERS, encode
+from tests.synthetic import encode, photograph
 
 PLAIN: dict[str, Any] = {
     "size": (400, 400),  # photo width, height
@@ -83,29 +84,35 @@ def render(digit: np.ndarray, c: dict[str, Any], rng: np.random.Generator) -> by
     if c["pen_change"]:
         k = int(work / 28 * abs(c["pen_change"])) | 1
         glyph = glyph.filter(ImageFilter.MaxFilter(k) if c["pen_change"] > 0 else ImageFilter.MinFilter(k))
-    coverage = np.zeros((h, w), np.float32)
-    x0 = int(np.clip(rng.uniform(0.1, 0.9) * w - side / 2, 0, w - side))
-    y0 = int(np.clip(rng.uniform(0.15, 0.85) * h - side / 2, 0, h - side))
-    coverage[y0 : y0 + side, x0 : x0 + side] = np.asarray(glyph.resize((side, side), Image.Resampling.LANCZOS)) / 255
-    pen = np.array(c["pen"], np.float32) + rng.uniform(-10, 10, 3)
-    img = np.array(PAPERS[c["paper"]], np.float32) * (1 - coverage[..., None]) + pen * coverage[..., None]
+    photo = photograph(
+        glyph.resize((side, side), Image.Resampling.LANCZOS),  # photograph() places it as it is
+        rng,
+        size=(w, h),
+        paper=c["paper"],
+        digit_height=c["height"],
+        noise=c["noise"],
+        blur=c["blur"] * min(w, h) / 400,
+        pen=c["pen"],
+        lighting=functools.partial(light, c),
+    )
+    return encode(photo, c["format"], **({"quality": c["quality"]} if c["format"] == "JPEG" else {}))
+
+
+def light(c: dict[str, Any], rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    """The light on each pixel of an ``h x w`` photo: a gradient, a vignette and a shadow, as ``c`` asks."""
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    light = np.ones((h, w), np.float32)
+    factor = np.ones((h, w), np.float32)
     if c["gradient"]:
         angle = rng.uniform(0, 2 * np.pi)
         t = np.cos(angle) * xx / w + np.sin(angle) * yy / h
-        light *= 1 - c["gradient"] * (t - t.min()) / (np.ptp(t) + 1e-6)
+        factor *= 1 - c["gradient"] * (t - t.min()) / (np.ptp(t) + 1e-6)
     if c["vignette"]:
-        light *= 1 - c["vignette"] * ((xx / w - 0.5) ** 2 + (yy / h - 0.5) ** 2) / 0.5
+        factor *= 1 - c["vignette"] * ((xx / w - 0.5) ** 2 + (yy / h - 0.5) ** 2) / 0.5
     if c["shadow"]:
         angle, at = rng.uniform(0, 2 * np.pi), rng.uniform(0.2, 0.8)
         inside = np.cos(angle) * (xx / w - at) + np.sin(angle) * (yy / h - 0.5)
-        light *= 1 - c["shadow"] / (1 + np.exp(-inside * 40))
-    img = img * light[..., None] + rng.normal(0, c["noise"], img.shape)
-    photo = Image.fromarray(np.clip(img, 0, 255).astype(np.uint8), "RGB")
-    blur = c["blur"] * min(w, h) / 400
-    photo = photo.filter(ImageFilter.GaussianBlur(blur)) if blur else photo
-    return encode(photo, c["format"], **({"quality": c["quality"]} if c["format"] == "JPEG" else {}))
+        factor *= 1 - c["shadow"] / (1 + np.exp(-inside * 40))
+    return factor
 
 
 def _read_back(job: tuple[np.ndarray, str, int]) -> tuple[np.ndarray | None, str]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import math
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -83,9 +84,14 @@ def photograph(
     noise: float = 6.0,
     blur: float = 0.8,
     light_gradient: float = 0.15,
+    pen: tuple[int, int, int] = (25, 28, 60),
+    lighting: Callable[[np.random.Generator, int, int], np.ndarray] | None = None,
 ) -> Image.Image:
     """``ink`` (white on black) as a dark-ink-on-paper RGB photo: placed off-centre, with an uneven
-    light gradient, a little blur and sensor noise."""
+    light gradient, a little blur and sensor noise.
+
+    ``pen`` is the ink's colour (jittered); ``lighting(rng, h, w)``, when given, returns the light
+    falling on each pixel (an ``h x w`` map of factors) in place of the left-to-right gradient."""
     w, h = size
     side = max(8, int(min(w, h) * digit_height))
     glyph = np.asarray(ink.resize((side, side), Image.Resampling.BICUBIC), dtype=np.float32) / 255.0
@@ -96,10 +102,13 @@ def photograph(
     coverage = np.zeros((h, w), dtype=np.float32)
     coverage[y0 : y0 + side, x0 : x0 + side] = glyph
     paper_rgb = np.array(PAPERS[paper], dtype=np.float32)
-    pen = np.array([25, 28, 60], dtype=np.float32) + rng.uniform(-10, 10, 3)
-    img = paper_rgb * (1 - coverage[..., None]) + pen * coverage[..., None]
-    ramp = np.linspace(1 - light_gradient, 1.0, w, dtype=np.float32)[None, :, None]
-    img = img * ramp + rng.normal(0, noise, img.shape)
+    pen_rgb = np.array(pen, dtype=np.float32) + rng.uniform(-10, 10, 3)
+    img = paper_rgb * (1 - coverage[..., None]) + pen_rgb * coverage[..., None]
+    if lighting is not None:
+        light = lighting(rng, h, w)[..., None]
+    else:
+        light = np.linspace(1 - light_gradient, 1.0, w, dtype=np.float32)[None, :, None]
+    img = img * light + rng.normal(0, noise, img.shape)
     photo = Image.fromarray(np.clip(img, 0, 255).astype(np.uint8), "RGB")
     return photo.filter(ImageFilter.GaussianBlur(blur)) if blur else photo
 

@@ -177,7 +177,7 @@ def test_a_small_thin_one_in_a_big_photo_is_read_not_blank() -> None:
 
 def test_a_thin_pen_beside_a_lit_patch_is_dark_ink_not_blank() -> None:
     # given thin-pen digits, small in grey-paper photos whose right quarter is lit 20 % brighter:
-    # the ink is ~0.1 % of the pixels, the lit paper 25 %
+    # the ink is 0.1-0.2 % of the pixels, the lit paper 25 %
     read = []
     for digit in (1, 4, 7):
         ink = draw_digit(digit, np.random.default_rng(digit), size=112, width=0.03)
