@@ -61,6 +61,8 @@ CONDITIONS: dict[str, dict[str, Any]] = {
     "vignette 0.6": plain(vignette=0.6),
     "vignette 0.8": plain(vignette=0.8),
     "shadow 0.4": plain(shadow=0.4),
+    "shadow 0.6": plain(shadow=0.6),
+    "shadow 0.4, vignette 0.5": plain(shadow=0.4, vignette=0.5),
     "noise 30": plain(noise=30.0),
     "blur 4": plain(blur=4.0),
     "JPEG quality 15": plain(format="JPEG", quality=15),

@@ -8,6 +8,7 @@ import io
 import struct
 import threading
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -150,9 +151,13 @@ def test_a_speck_on_blank_paper_is_no_digit_but_a_small_digit_is_read(seven: Ima
         one[stroke] = 20
         assert inputs.normalize(one).max() > 200, shape
     alone = np.pad(np.asarray(small), 20, constant_values=235)  # the same digit cropped close
-    read, close = inputs.normalize(page).astype(float), inputs.normalize(alone).astype(float)
-    shifts = [np.roll(read, (dy, dx), (0, 1)) for dy in (-1, 0, 1) for dx in (-1, 0, 1)]  # centring may differ by 1 px
-    assert max(np.corrcoef(s.ravel(), close.ravel())[0, 1] for s in shifts) > 0.85
+    assert similarity(inputs.normalize(page), inputs.normalize(alone)) > 0.85
+
+
+def similarity(a: np.ndarray, b: np.ndarray) -> float:
+    """Correlation of two 28x28 digits, the best over shifts of up to 1 px (centring may differ by 1)."""
+    shifts = [np.roll(a.astype(float), (dy, dx), (0, 1)) for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
+    return max(float(np.corrcoef(s.ravel(), b.astype(float).ravel())[0, 1]) for s in shifts)
 
 
 def test_a_small_thin_one_in_a_big_photo_is_read_not_blank() -> None:
@@ -197,6 +202,59 @@ def test_a_thin_pen_beside_a_lit_patch_is_dark_ink_not_blank() -> None:
     for seen in read:
         assert seen.max() >= 250
         assert 20 <= (seen > 128).sum() <= 300
+
+
+def vignette(depth: float) -> Callable[[np.random.Generator, int, int], np.ndarray]:
+    """Light falling from the centre to ``1 - depth`` in the corners (``photograph``'s ``lighting``)."""
+
+    def light(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+        yy, xx = np.mgrid[0:h, 0:w] / np.array([h, w])[:, None, None]
+        return (1 - depth * ((xx - 0.5) ** 2 + (yy - 0.5) ** 2) / 0.5).astype(np.float32)
+
+    return light
+
+
+def shadow(depth: float, edge: float) -> Callable[[np.random.Generator, int, int], np.ndarray]:
+    """A shadow ``depth`` deep over everything right of ``edge`` (a share of the width), soft-edged."""
+
+    def light(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+        xx = np.mgrid[0:h, 0:w][1] / w
+        return (1 - depth / (1 + np.exp(-(xx - edge) * 60))).astype(np.float32)
+
+    return light
+
+
+def test_a_deep_vignette_or_shadow_reads_as_the_same_digit_in_even_light() -> None:
+    # given photos whose corners get a fifth of the centre's light, or whose page is 60 % in a
+    # shadow (the digit inside it, or in the strip of light left): no plane fits that paper, and a
+    # shadow over most of the frame made the lit paper stand out further than the ink
+    def even(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+        return np.ones((h, w), np.float32)
+
+    cases = [(vignette(0.8), (0.4, 0.45)), (shadow(0.6, 0.25), (0.6, 0.5)), (shadow(0.6, 0.35), (0.17, 0.5))]
+    for digit in (2, 5, 8):
+        ink = draw_digit(digit, np.random.default_rng(digit))
+        for lighting, offset in cases:
+            shots = [
+                inputs.decode(encode(photograph(ink, np.random.default_rng(digit), offset=offset, lighting=light)))
+                for light in (even, lighting)
+            ]
+            # then each reads as the same digit does in even light (not "blank", no shadow edge in it)
+            assert similarity(*shots) > 0.85, (digit, offset)
+    # while the same light on an empty page leaves it a blank page
+    for lighting, _ in cases:
+        with pytest.raises(InputError, match="blank"):
+            inputs.decode(encode(photograph(Image.new("L", (112, 112)), np.random.default_rng(0), lighting=lighting)))
+
+
+def test_chalk_on_a_board_mostly_in_shadow_is_light_ink() -> None:
+    # given a light digit on a grey board, 60 % of the light gone from all but its left 30 %
+    ink = np.asarray(draw_digit(4, np.random.default_rng(4)).resize((200, 200)), np.float32) / 255
+    board = np.full((480, 640), 100.0, np.float32)
+    board[140:340, 300:500] += ink * 120
+    dim = board * shadow(0.6, 0.3)(np.random.default_rng(0), 480, 640)
+    # then it reads as the same light-on-dark digit as on the evenly lit board (it read "blank")
+    assert similarity(inputs.normalize(dim.astype(np.uint8)), inputs.normalize(board.astype(np.uint8))) > 0.85
 
 
 def test_unusual_modes_decode(seven: Image.Image) -> None:
