@@ -27,7 +27,7 @@ from PIL import Image, ImageFilter
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.synthetic import encode, photograph
+from tests.synthetic import encode, photograph, shadow, vignette
 
 PLAIN: dict[str, Any] = {
     "size": (400, 400),  # photo width, height
@@ -109,11 +109,10 @@ def light(c: dict[str, Any], rng: np.random.Generator, h: int, w: int) -> np.nda
         t = np.cos(angle) * xx / w + np.sin(angle) * yy / h
         factor *= 1 - c["gradient"] * (t - t.min()) / (np.ptp(t) + 1e-6)
     if c["vignette"]:
-        factor *= 1 - c["vignette"] * ((xx / w - 0.5) ** 2 + (yy / h - 0.5) ** 2) / 0.5
+        factor *= vignette(c["vignette"])(rng, h, w)
     if c["shadow"]:
         angle, at = rng.uniform(0, 2 * np.pi), rng.uniform(0.2, 0.8)
-        inside = np.cos(angle) * (xx / w - at) + np.sin(angle) * (yy / h - 0.5)
-        factor *= 1 - c["shadow"] / (1 + np.exp(-inside * 40))
+        factor *= shadow(c["shadow"], at, angle)(rng, h, w)
     return factor
 
 

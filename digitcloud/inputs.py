@@ -242,6 +242,7 @@ def _fine(coarse: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
 
 
 def _pen_window(coarse: np.ndarray) -> int:
+    """The side, in grid cells, of the windows the local paper is estimated in (odd, at least 3)."""
     return max(3, int(PEN_WINDOW * min(coarse.shape)) | 1)
 
 

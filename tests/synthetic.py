@@ -73,6 +73,9 @@ PAPERS = {
 }
 
 
+Lighting = Callable[[np.random.Generator, int, int], np.ndarray]  # (rng, h, w) -> light on each pixel
+
+
 def photograph(
     ink: Image.Image,
     rng: np.random.Generator,
@@ -85,7 +88,7 @@ def photograph(
     blur: float = 0.8,
     light_gradient: float = 0.15,
     pen: tuple[int, int, int] = (25, 28, 60),
-    lighting: Callable[[np.random.Generator, int, int], np.ndarray] | None = None,
+    lighting: Lighting | None = None,
 ) -> Image.Image:
     """``ink`` (white on black) as a dark-ink-on-paper RGB photo: placed off-centre, with an uneven
     light gradient, a little blur and sensor noise.
@@ -111,6 +114,28 @@ def photograph(
     img = img * light + rng.normal(0, noise, img.shape)
     photo = Image.fromarray(np.clip(img, 0, 255).astype(np.uint8), "RGB")
     return photo.filter(ImageFilter.GaussianBlur(blur)) if blur else photo
+
+
+def vignette(depth: float) -> Lighting:
+    """Light falling from the centre to ``1 - depth`` in the corners, for ``photograph(lighting=…)``."""
+
+    def light(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+        yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+        return 1 - depth * ((xx / w - 0.5) ** 2 + (yy / h - 0.5) ** 2) / 0.5
+
+    return light
+
+
+def shadow(depth: float, at: float, angle: float = 0.0, sharpness: float = 40.0) -> Lighting:
+    """A shadow taking ``depth`` of the light off one side of a line through (``at``, 0.5) (shares
+    of width and height) at ``angle`` (0: everything right of ``at``), its edge soft by ``sharpness``."""
+
+    def light(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+        yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+        inside = np.cos(angle) * (xx / w - at) + np.sin(angle) * (yy / h - 0.5)
+        return 1 - depth / (1 + np.exp(-inside * sharpness))
+
+    return light
 
 
 def encode(img: Image.Image, fmt: str = "PNG", exif_orientation: int | None = None, **params: object) -> bytes:

@@ -8,7 +8,6 @@ import io
 import struct
 import threading
 import zlib
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,7 @@ from PIL import Image
 from digitcloud import inputs
 from digitcloud.errors import InputError
 from tests.conftest import write_kaggle_csv
-from tests.synthetic import draw_digit, encode, photograph
+from tests.synthetic import draw_digit, encode, photograph, shadow, vignette
 
 
 def load_all(images: object) -> list[inputs.Loaded]:
@@ -204,26 +203,6 @@ def test_a_thin_pen_beside_a_lit_patch_is_dark_ink_not_blank() -> None:
         assert 20 <= (seen > 128).sum() <= 300
 
 
-def vignette(depth: float) -> Callable[[np.random.Generator, int, int], np.ndarray]:
-    """Light falling from the centre to ``1 - depth`` in the corners (``photograph``'s ``lighting``)."""
-
-    def light(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
-        yy, xx = np.mgrid[0:h, 0:w] / np.array([h, w])[:, None, None]
-        return (1 - depth * ((xx - 0.5) ** 2 + (yy - 0.5) ** 2) / 0.5).astype(np.float32)
-
-    return light
-
-
-def shadow(depth: float, edge: float) -> Callable[[np.random.Generator, int, int], np.ndarray]:
-    """A shadow ``depth`` deep over everything right of ``edge`` (a share of the width), soft-edged."""
-
-    def light(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
-        xx = np.mgrid[0:h, 0:w][1] / w
-        return (1 - depth / (1 + np.exp(-(xx - edge) * 60))).astype(np.float32)
-
-    return light
-
-
 def test_a_deep_vignette_or_shadow_reads_as_the_same_digit_in_even_light() -> None:
     # given photos whose corners get a fifth of the centre's light, or whose page is 60 % in a
     # shadow (the digit inside it, or in the strip of light left): no plane fits that paper, and a
@@ -231,7 +210,11 @@ def test_a_deep_vignette_or_shadow_reads_as_the_same_digit_in_even_light() -> No
     def even(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
         return np.ones((h, w), np.float32)
 
-    cases = [(vignette(0.8), (0.4, 0.45)), (shadow(0.6, 0.25), (0.6, 0.5)), (shadow(0.6, 0.35), (0.17, 0.5))]
+    cases = [
+        (vignette(0.8), (0.4, 0.45)),
+        (shadow(0.6, 0.25, sharpness=60), (0.6, 0.5)),
+        (shadow(0.6, 0.35, sharpness=60), (0.17, 0.5)),
+    ]
     for digit in (2, 5, 8):
         ink = draw_digit(digit, np.random.default_rng(digit))
         for lighting, offset in cases:
@@ -252,7 +235,7 @@ def test_chalk_on_a_board_mostly_in_shadow_is_light_ink() -> None:
     ink = np.asarray(draw_digit(4, np.random.default_rng(4)).resize((200, 200)), np.float32) / 255
     board = np.full((480, 640), 100.0, np.float32)
     board[140:340, 300:500] += ink * 120
-    dim = board * shadow(0.6, 0.3)(np.random.default_rng(0), 480, 640)
+    dim = board * shadow(0.6, 0.3, sharpness=60)(np.random.default_rng(0), 480, 640)
     # then it reads as the same light-on-dark digit as on the evenly lit board (it read "blank")
     assert similarity(inputs.normalize(dim.astype(np.uint8)), inputs.normalize(board.astype(np.uint8))) > 0.85
 
