@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -340,29 +340,50 @@ def _ink_level(grey: np.ndarray, floor: float) -> float:
     return float(np.partition(flat, k)[k])
 
 
+def _uneven_light(grey: np.ndarray) -> bool:
+    return min(grey.shape) >= 16 and _frame_unevenness(grey) > UNEVEN_LIGHT
+
+
+class _Reading(NamedTuple):
+    digit: np.ndarray  # 28x28 uint8
+    # Read as light ink, none of it on the image's frame: under uneven light, maybe a lit patch of
+    # paper in a shadow. Dark ink is what almost every photo has, and a close crop (ink on the
+    # frame) can have a stroke wider than the local windows, its paper then the stroke: not doubted.
+    may_be_lit_paper: bool
+
+
 def normalize_grey(grey: np.ndarray) -> np.ndarray:
     """A grey image (float, any size, either polarity) -> a 28x28 uint8 MNIST-style digit.
 
     Raises ``InputError`` when there is no ink to find. The paper is first taken as one level with
-    a plane of light across it; only where that finds no digit and the frame shows uneven light
-    (a vignette, a shadow) is the paper estimated locally instead. Not for every photo: on close
-    crops, with ink along the frame, the local estimate lost digits the plane reads.
+    a plane of light across it. Where the frame shows uneven light (a vignette, a shadow) and that
+    reading found no digit, or found light ink, none of it on the frame, that the local paper calls
+    dark (a lit patch of paper in a shadow, read as the digit), the paper is estimated locally
+    instead. Not for every photo: on close crops, with ink along the frame, the local estimate lost
+    digits the plane reads.
     """
     try:
-        return _normalize_grey(grey, even_light=True)
+        reading = _normalize_grey(grey, even_light=True)
     except InputError:
-        if min(grey.shape) < 16 or _frame_unevenness(grey) <= UNEVEN_LIGHT:
+        if not _uneven_light(grey):
             raise
-    return _normalize_grey(grey, even_light=False)
+        return _normalize_grey(grey, even_light=False).digit
+    if not reading.may_be_lit_paper or not _uneven_light(grey) or _ink_is_light_locally(grey):
+        return reading.digit
+    try:
+        return _normalize_grey(grey, even_light=False).digit
+    except InputError:
+        return reading.digit
 
 
-def _normalize_grey(grey: np.ndarray, even_light: bool) -> np.ndarray:
-    if not (_ink_is_light(grey) if even_light else _ink_is_light_locally(grey)):
+def _normalize_grey(grey: np.ndarray, even_light: bool) -> _Reading:
+    light_ink = _ink_is_light(grey) if even_light else _ink_is_light_locally(grey)
+    if not light_ink:
         grey = 255.0 - grey
     if grey.shape == (SIZE, SIZE):
         candidate = np.clip(np.rint(grey), 0, 255).astype(np.uint8)
         if _is_mnist_shaped(candidate):
-            return candidate
+            return _Reading(candidate, may_be_lit_paper=False)  # MNIST's own shape: a digit
     grey = _flatten_paper(grey) if even_light else _flatten_uneven_paper(grey)
     _, _, frame = _border(grey)
     # Paper texture and sensor noise: four robust standard deviations of the frame count as paper.
@@ -378,6 +399,7 @@ def _normalize_grey(grey: np.ndarray, even_light: bool) -> np.ndarray:
     if rows.size == 0:
         raise InputError("no digit found: no ink stands out from the background")
     height, width = grey.shape
+    ink_on_frame = rows[0] == 0 or cols[0] == 0 or rows[-1] == height - 1 or cols[-1] == width - 1
     ink_h, ink_w = rows[-1] - rows[0] + 1, cols[-1] - cols[0] + 1
     extent = max(ink_h / height, ink_w / width)  # along its longer axis, relative to the image's side
     if extent < MIN_INK_FRACTION or (max(ink_h, ink_w) < MIN_INK_PX and extent < SMALL_INK_FRACTION):
@@ -406,7 +428,7 @@ def _normalize_grey(grey: np.ndarray, even_light: bool) -> np.ndarray:
     left = int(np.clip(round(14 - cx), 0, SIZE - new_w))
     out = np.zeros((SIZE, SIZE), dtype=np.float32)
     out[top : top + new_h, left : left + new_w] = patch
-    return np.rint(out).astype(np.uint8)
+    return _Reading(np.rint(out).astype(np.uint8), may_be_lit_paper=light_ink and not ink_on_frame)
 
 
 def normalize_image(img: Image.Image) -> np.ndarray:
