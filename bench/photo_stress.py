@@ -6,8 +6,9 @@
 fraction of a percent overall. Here each named condition renders the same last ``--n`` MNIST train
 digits (the validation tail) with only that condition changed from a plain photo: 400x400 px,
 white paper, the digit half the photo's height, light noise and blur, PNG. Each photo goes
-through ``digitcloud.inputs.decode`` and the shipped model; printed per condition: accuracy and
-how many photos the pipeline could not read, with the first such error. Seeded; nothing is written
+through ``digitcloud.inputs.decode`` and the shipped model (or each ``--weights FILE SHA256``, side
+by side on the same photos); printed per condition: accuracy and how many photos the pipeline
+could not read, with the first such error. Seeded; nothing is written
 to disk (the photos are MNIST-derived).
 """
 
@@ -133,6 +134,9 @@ def main() -> None:
     p.add_argument("--data", type=Path, default=Path("../shared/data/mnist"))
     p.add_argument("--n", type=int, default=400, help="photos per condition, from the last N MNIST train digits")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    p.add_argument(
+        "--weights", nargs=2, action="append", metavar=("FILE", "SHA256"), help="default: the shipped; repeatable"
+    )
     args = p.parse_args()
     unknown = [c for c in args.conditions if c not in CONDITIONS]
     if unknown:
@@ -143,15 +147,22 @@ def main() -> None:
 
     data = read_mnist_idx(args.data)
     digits, labels = data.images[-args.n :], data.labels[-args.n :]
-    net = model.prepare(model.load_model())
+    weights = args.weights or [(str(model.WEIGHTS.path), model.WEIGHTS.sha256)]
+    nets = [model.prepare(model.load_model(path=Path(path), sha256=sha)) for path, sha in weights]
+    if len(nets) > 1:
+        names = (Path(path).stem.removeprefix("digitcloud-resnet34-") for path, _ in weights)
+        print(f"{'':32s} " + " ".join(f"{short:>9.9s}" for short in names))
     with multiprocessing.get_context("fork").Pool(args.workers) as pool:
         for name in args.conditions or list(CONDITIONS):
             results = pool.map(_read_back, [(d, name, i) for i, d in enumerate(digits)], chunksize=16)
             read = np.array([r[0] is not None for r in results])
             photos = np.stack([r[0] if r[0] is not None else np.zeros((28, 28), np.uint8) for r in results])
-            correct = read & (model.predict_probabilities(net, photos, batch_size=512).argmax(1) == labels)
+            right = [
+                read & (model.predict_probabilities(net, photos, batch_size=512).argmax(1) == labels) for net in nets
+            ]
             first = next((r[1] for r in results if r[1]), "")
-            print(f"{name:32s} {correct.mean():7.2%}  unread {int((~read).sum()):4d}  {first}", flush=True)
+            scores = " ".join(f"{correct.mean():9.2%}" for correct in right)
+            print(f"{name:32s} {scores}  unread {int((~read).sum()):4d}  {first}", flush=True)
 
 
 if __name__ == "__main__":

@@ -107,6 +107,7 @@ def test_impossible_arguments_are_refused_before_any_work(capsys: pytest.Capture
         ("--ema-decay", "-0.5"): "--ema-decay must be from 0 (off) to below 1; got -0.5",
         ("--device", "mps"): "invalid choice: 'mps'",
         ("--elastic", "1.5"): "--elastic is a share of the digits, from 0 to 1; got 1.5",
+        ("--thicker-pen", "0"): "--thicker-pen must be at least 1 pixel; got 0",
     }
     for bad, message in refused.items():
         with pytest.raises(SystemExit) as exc:
@@ -377,6 +378,22 @@ def test_stroke_width_thickens_and_thins_the_pen(small: tuple[np.ndarray, np.nda
     changed = stroke_width(x, 1.0, torch.Generator().manual_seed(0)).sum(dim=(1, 2, 3))
     assert bool((changed > ink * 1.05).any()) and bool((changed < ink * 0.95).any())
     assert torch.equal(stroke_width(x, 0.0, torch.Generator().manual_seed(0)), x)
+
+
+def test_a_wider_thicker_pen_grows_the_same_chosen_strokes_further(small: tuple[np.ndarray, np.ndarray]) -> None:
+    from train.augment import Augmentation, stroke_width
+
+    x = torch.from_numpy(small[0][:64]).unsqueeze(1).float() / 255
+    ink = x.sum(dim=(1, 2, 3))
+    one, two = (stroke_width(x, 1.0, torch.Generator().manual_seed(0), px).sum(dim=(1, 2, 3)) for px in (1, 2))
+    # the same digits are drawn thicker, thinner and by the same amounts; only the dilation widens
+    thicker = one > ink
+    assert 10 < int(thicker.sum()) < 54
+    assert bool((two[thicker] > one[thicker]).all()) and float((two[thicker] / one[thicker]).mean()) > 1.1
+    assert torch.equal(two[~thicker], one[~thicker])
+    # the default recipe keeps the 1-pixel pen it was tuned with
+    assert Augmentation().thicker_px == 1
+    assert parse_args(["--data", "x", "--out", "y"]).thicker_pen == 1
 
 
 def test_blur_keeps_the_ink_and_softens_edges(small: tuple[np.ndarray, np.ndarray]) -> None:

@@ -64,6 +64,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="augment geometry only: no stroke-width or blur changes",
     )
     p.add_argument(
+        "--thicker-pen",
+        type=int,
+        default=Augmentation.thicker_px,
+        metavar="PX",
+        help="the most the stroke-width augmentation widens a pen, in pixels across the stroke at 28x28 "
+        f"(default {Augmentation.thicker_px}; 2 covers markers about twice MNIST's pen)",
+    )
+    p.add_argument(
         "--elastic",
         type=float,
         default=0.0,
@@ -118,6 +126,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             p.error(f"--{flag.replace('_', '-')} must be above 0; got {value}")
     if not 0 <= args.ema_decay < 1:  # 1 would never move the average off the first step's weights
         p.error(f"--ema-decay must be from 0 (off) to below 1; got {args.ema_decay}")
+    if args.thicker_pen < 1:
+        p.error(f"--thicker-pen must be at least 1 pixel; got {args.thicker_pen}")
     if not 0 <= args.elastic <= 1:
         p.error(f"--elastic is a share of the digits, from 0 to 1; got {args.elastic}")
     return args
@@ -141,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    augmentation = Augmentation(elastic_p=args.elastic)
+    augmentation = Augmentation(elastic_p=args.elastic, thicker_px=args.thicker_pen)
     if args.no_photo_augmentation:
         augmentation = dataclasses.replace(augmentation, stroke_p=0.0, blur_p=0.0)
     recipe = Recipe(

@@ -26,6 +26,7 @@ class Augmentation:
     shear_deg: float = 8.0  # horizontal shear (slant), uniform in ±shear_deg
     shift_px: float = 2.5  # uniform in ±shift_px along each axis
     stroke_p: float = 0.5  # share of digits whose pen is made thicker or thinner
+    thicker_px: int = 1  # the most a thicker pen adds to a stroke's width, in pixels (1 or more)
     blur_p: float = 0.25  # share of digits softened by a 3x3 Gaussian
     elastic_p: float = 0.0  # share of digits warped elastically (0: off)
     elastic_px: float = 1.0  # standard deviation of an elastic displacement, in pixels
@@ -79,18 +80,21 @@ def geometry(x: torch.Tensor, aug: Augmentation, generator: torch.Generator) -> 
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
-def stroke_width(x: torch.Tensor, p: float, generator: torch.Generator) -> torch.Tensor:
+def stroke_width(x: torch.Tensor, p: float, generator: torch.Generator, thicker_px: int = 1) -> torch.Tensor:
     """For a share ``p`` of digits, blend toward a thicker or a thinner pen by a random amount.
 
-    The 3x3 dilation or erosion runs at twice the resolution, so the stroke grows or shrinks by up
-    to half a pixel on each side: a full 3x3 erosion at 28x28 would erase MNIST's thinner strokes.
+    The dilation or erosion runs at twice the resolution: a 3x3 erosion there shrinks the stroke
+    by up to half a pixel on each side (a full 3x3 erosion at 28x28 would erase MNIST's thinner
+    strokes); the dilation, ``2 * thicker_px + 1`` wide, grows it by up to ``thicker_px`` pixels
+    in all (a marker's stroke can be twice MNIST's).
     """
     b, device = x.shape[0], x.device
     chosen = torch.rand(b, generator=generator, device=device) < p
     thicker = torch.rand(b, generator=generator, device=device) < 0.5
     amount = torch.rand(b, generator=generator, device=device) * chosen
     fine = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
-    dilated = F.avg_pool2d(F.max_pool2d(fine, 3, stride=1, padding=1), 2)
+    grow = 2 * thicker_px + 1
+    dilated = F.avg_pool2d(F.max_pool2d(fine, grow, stride=1, padding=thicker_px), 2)
     eroded = F.avg_pool2d(-F.max_pool2d(-fine, 3, stride=1, padding=1), 2)
     target = torch.where(thicker[:, None, None, None], dilated, eroded)
     return torch.lerp(x, target, amount[:, None, None, None])
@@ -110,7 +114,7 @@ def augment(x: torch.Tensor, aug: Augmentation, generator: torch.Generator) -> t
     """``x`` is ``[B, 1, 28, 28]`` in [0, 1] (light ink on dark); returns the same shape and range."""
     x = geometry(x, aug, generator)
     if aug.stroke_p > 0:
-        x = stroke_width(x, aug.stroke_p, generator)
+        x = stroke_width(x, aug.stroke_p, generator, aug.thicker_px)
     if aug.blur_p > 0:
         x = blur(x, aug.blur_p, generator)
     return x.clamp_(0, 1)
