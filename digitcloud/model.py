@@ -56,8 +56,8 @@ class Weights:
 
 # Pinned: a file whose sha256 differs is refused. `python -m train` prints the new line to paste here.
 WEIGHTS = Weights(
-    filename="digitcloud-resnet34-v3.safetensors",
-    sha256="9780b54579beae5cc31801e70f8981ea141c3faa2fd649b060388515c30a1b95",
+    filename="digitcloud-resnet34-v6.safetensors",
+    sha256="efa491361b305af22d58725766526b04ac92005facfa5e097f70d4839eaa4092",
 )
 
 

@@ -12,17 +12,7 @@ set -euo pipefail
 DATA=${1:?usage: train/finetune_v3.sh DATA OUT [python -m train arguments]}
 OUT=${2:?usage: train/finetune_v3.sh DATA OUT [python -m train arguments]}
 shift 2
-V2_COMMIT=eb606f4
-V2_SHA256=6bab65baae9e3fbd199faa47f86f9767ccfa1a574ba4d50b0f0cb4ad884dcf4c
-
-if ! git cat-file -e "$V2_COMMIT^{commit}" 2>/dev/null; then
-  echo "finetune_v3.sh: v2's weights come from git history (commit $V2_COMMIT), which this checkout" \
-    "lacks: run 'git fetch --unshallow' (a --depth clone) or use a full git clone" >&2
-  exit 2
-fi
-mkdir -p "$OUT"
-git show "$V2_COMMIT:digitcloud/weights/digitcloud-resnet34-v2.safetensors" > "$OUT/digitcloud-resnet34-v2.safetensors"
-echo "$V2_SHA256  $OUT/digitcloud-resnet34-v2.safetensors" | sha256sum --check --quiet
+"$(dirname "$0")/weights_from_git.sh" eb606f4 digitcloud-resnet34-v2 6bab65baae9e3fbd199faa47f86f9767ccfa1a574ba4d50b0f0cb4ad884dcf4c "$OUT"
 "${PYTHON:-python3}" -m train --data "$DATA" --out "$OUT" --name digitcloud-resnet34-v3 \
   --checkpoint-dir "$OUT/checkpoints" --init "$OUT/digitcloud-resnet34-v2.safetensors" \
   --teachers 0 --epochs 4 --max-lr 0.01 --threads 2 "$@"
