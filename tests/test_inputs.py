@@ -234,7 +234,7 @@ def test_a_deep_vignette_or_shadow_reads_as_the_same_digit_in_even_light() -> No
 def test_a_lit_wedge_beside_a_shadowed_digit_is_paper_not_a_light_digit() -> None:
     # given a 0.5 vignette and a 0.4 shadow over most of the page: the wedge of paper left in the
     # light stands further from the frame's median than the ink, so one plane of paper read the
-    # photo as light ink and the lit wedge as the digit (a blob; 56 % of photo_stress's such photos)
+    # photo as light ink and the lit wedge as the digit (a blob: photo_stress read 56 % of such right)
     def light(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
         return vignette(0.5)(rng, h, w) * shadow(0.4, 0.6, angle=3.5)(rng, h, w)
 
