@@ -363,21 +363,21 @@ def normalize_grey(grey: np.ndarray) -> np.ndarray:
     digits the plane reads.
     """
     try:
-        reading = _normalize_grey(grey, even_light=True)
+        reading = _normalize_grey(grey, _ink_is_light(grey), even_light=True)
     except InputError:
         if not _uneven_light(grey):
             raise
-        return _normalize_grey(grey, even_light=False).digit
+        return _normalize_grey(grey, _ink_is_light_locally(grey), even_light=False).digit
     if not reading.may_be_lit_paper or not _uneven_light(grey) or _ink_is_light_locally(grey):
         return reading.digit
-    try:
-        return _normalize_grey(grey, even_light=False).digit
+    try:  # the local paper calls the ink dark
+        return _normalize_grey(grey, light_ink=False, even_light=False).digit
     except InputError:
         return reading.digit
 
 
-def _normalize_grey(grey: np.ndarray, even_light: bool) -> _Reading:
-    light_ink = _ink_is_light(grey) if even_light else _ink_is_light_locally(grey)
+def _normalize_grey(grey: np.ndarray, light_ink: bool, even_light: bool) -> _Reading:
+    """One reading of ``grey`` with the polarity given: its paper a plane (``even_light``) or local."""
     if not light_ink:
         grey = 255.0 - grey
     if grey.shape == (SIZE, SIZE):
