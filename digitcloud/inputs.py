@@ -61,6 +61,15 @@ UNEVEN_LIGHT = 32.0
 PAPER_CELLS = 48
 PEN_WINDOW = 0.3
 DARKEST_PAPER = 64.0
+# Lined or squared paper: a straight line crossing at least PAPER_LINE_SPAN of the image (turned up
+# to PAPER_LINE_TILT degrees either way) whose pixels are fainter than PAPER_LINE_FAINT of the ink's
+# is printed on the paper, not written: a digit's stroke crosses a whole image only in a close crop,
+# and then it is the ink at full strength. Images under PAPER_LINE_MIN_PX a side are not searched.
+PAPER_LINE_SPAN = 0.85
+PAPER_LINE_FAINT = 0.6
+PAPER_LINE_TILT = 6.0
+PAPER_LINE_MIN_PX = 40
+PAPER_LINE_VISIBLE = 0.05  # the level a line's pixels exceed (JPEG leaves ~0.005 on plain paper)
 # A speck, not a digit: ink spanning under MIN_INK_FRACTION of the image's side along both axes,
 # or under MIN_INK_PX pixels and under SMALL_INK_FRACTION (a 3x3 fleck in a 28x28 image is one; a
 # 5 px "1" in it, or a "1" filling a 5x5 image or a 1100x20 strip, is not).
@@ -289,6 +298,105 @@ def stroke_width(ink: np.ndarray) -> float:
     return 2.0 * float(mask.sum()) / max(outline, 1)
 
 
+def erase_paper_lines(level: np.ndarray) -> np.ndarray:
+    """``level`` (ink 0..1, paper 0) with the lines of ruled or squared paper taken out.
+
+    A notebook's light blue lines stand out from the paper by a third of the ink's contrast or
+    less, and they cross the whole photo; kept, they are cropped and scaled with the digit. Both
+    directions are searched (``_lines_across``) before anything is erased, so a grid's crossings
+    do not break its lines; ink where a line crosses a stroke is kept, being darker than the line.
+    """
+    if min(level.shape) < PAPER_LINE_MIN_PX:
+        return level
+    across, down = _lines_across(level), _lines_across(level.T)
+    if across is None and down is None:
+        return level
+    cutoff = np.maximum(across if across is not None else 0.0, down.T if down is not None else 0.0)
+    erased = level <= cutoff
+    return np.where(erased, 0.0, level).astype(level.dtype)
+
+
+def _lines_across(level: np.ndarray) -> np.ndarray | None:
+    """Where faint straight lines run left to right (within ``PAPER_LINE_TILT``): the level up to
+    which each pixel is erased as a line (0 off the lines), or None when there are none.
+
+    Each tilt (in steps of half a degree) shears the image so such a line becomes one row: a row
+    whose pixels are ink over at least ``PAPER_LINE_SPAN`` of its length is a line, at the tilt that
+    finds the most such rows. The ink is first widened 2 px up and down, so a line still fills a row
+    when the true tilt falls between two steps. Such a line is paper, not a stroke, when it is
+    fainter than ``PAPER_LINE_FAINT`` and has paper on both sides (the faint edge of a stroke has
+    the stroke beside it); then its pixels, and one row more either side for its anti-aliased
+    edges, are erased up to a level between the line's own and full ink. On lined paper, short
+    lines cut off by a corner go too; on a page of evenly spaced lines, lines as strong as the ink."""
+    h, w = level.shape
+    on = level > PAPER_LINE_VISIBLE
+    if np.count_nonzero(on) < PAPER_LINE_SPAN * w:
+        return None
+    near = on.copy()
+    for _ in range(2):
+        near[1:] |= near[:-1].copy()
+        near[:-1] |= near[1:].copy()
+    ys, xs = np.nonzero(near)
+    best: tuple[int, int, np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
+    for degrees in sorted(np.arange(-PAPER_LINE_TILT, PAPER_LINE_TILT + 0.25, 0.5), key=abs):
+        shift = np.rint(np.arange(w) * math.tan(math.radians(degrees))).astype(np.intp)
+        offset = int(shift.max())
+        count = np.bincount(ys - shift[xs] + offset, minlength=h + int(np.ptp(shift)))
+        # how many columns along each sheared row lie inside the image
+        sheared, ordered = np.arange(count.size) - offset, np.sort(shift)
+        inside = np.searchsorted(ordered, h - 1 - sheared, "right") - np.searchsorted(ordered, -sheared, "left")
+        full = count >= PAPER_LINE_SPAN * inside
+        long = full & (inside >= w // 2)
+        found = int(np.count_nonzero(long))
+        if found and (best is None or found > best[0]):
+            best = (found, offset, full & (inside >= 4), long, shift, inside)  # the corners' short lines too
+    if best is None:
+        return None
+    _, offset, lines, long, shift, inside_of = best
+    rows = np.arange(h)[:, None] - shift[None, :] + offset  # every pixel's sheared row
+    ys, xs = np.nonzero(on)
+    inked_row = rows[ys, xs]
+    inked_count = np.bincount(inked_row, minlength=lines.size)
+    edges = np.diff(np.concatenate([[0], lines.astype(np.int8), [0]]))
+    runs = []  # each line: its sheared rows [first, end), its level, crossing the image?, paper beside it?
+    for first, end in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1), strict=True):
+        inked = (inked_row >= first) & (inked_row < end)
+        # the line's level: its darkest pixel in each column, the median of those over its columns
+        # (a digit lying along the line for part of its length does not move the median)
+        across = np.zeros(w, np.float32)
+        np.maximum.at(across, xs[inked], level[ys[inked], xs[inked]])
+        core = float(np.median(across[across > 0])) if inked.any() else 0.0
+        # paper on both sides: the rows beyond the line's are mostly blank (not the edge of a stroke)
+        beside = np.concatenate([inked_count[max(first - 3, 0) : first], inked_count[end : end + 3]])
+        alone = not (beside >= inside_of[max(first - 3, 0) : end + 3].max() / 2).any()
+        runs.append((first, end, core, bool(long[first:end].any()), alone))
+    lined = any(crossing and alone and core <= PAPER_LINE_FAINT for _, _, core, crossing, alone in runs)
+    page_of_lines = _evenly_spaced([int(first) for first, _, _, crossing, _ in runs if crossing])
+    cutoff = np.zeros(lines.size + 1, np.float32)  # erase up to this level, per sheared row
+    for first, end, core, crossing, alone in runs:
+        if not alone:
+            continue  # the faint edge of a stroke
+        if not (crossing or lined or page_of_lines):
+            continue  # a short line in a corner is one only on lined paper
+        if core <= PAPER_LINE_FAINT:
+            line_cutoff = min(2 * core, (1 + core) / 2)  # ink crossing the line is darker: kept
+        elif page_of_lines:
+            line_cutoff = 1.0
+        else:
+            continue  # a stroke of the digit crossing a close crop: full ink
+        around = slice(max(first - 1, 0), end + 1)  # and the anti-aliased rows either side
+        cutoff[around] = np.maximum(cutoff[around], line_cutoff)
+    return cutoff[rows]
+
+
+def _evenly_spaced(starts: list[int]) -> bool:
+    """A page of lines as strong as the ink (they set its level: a blank ruled page): at least
+    four lines crossing it, evenly spaced. A digit's strokes cross a close crop three times at most
+    (a 3, a 5), so these are erased whatever their level."""
+    gaps = np.diff(starts)
+    return len(starts) >= 4 and float(gaps.max() - gaps.min()) <= 0.2 * float(gaps.mean())
+
+
 def _sliding(a: np.ndarray, size: int, reduce: Callable[..., np.ndarray]) -> np.ndarray:
     """``reduce`` (``np.min`` or ``np.max``) over every ``size`` x ``size`` window lying inside
     ``a``, as two 1-D passes: the result is ``size - 1`` smaller along each axis."""
@@ -391,7 +499,7 @@ def _normalize_grey(grey: np.ndarray, light_ink: bool, even_light: bool) -> _Rea
     ink = _ink_level(grey, floor)
     if ink - floor < MIN_CONTRAST:
         raise InputError(f"no digit found: the image is blank (contrast {max(0.0, ink - floor):.0f} of 255)")
-    level = np.clip((grey - floor) / (ink - floor), 0.0, 1.0)
+    level = erase_paper_lines(np.clip((grey - floor) / (ink - floor), 0.0, 1.0))
     # The ink's box: strong ink decides where the digit is (stray specks are ignored), then the
     # faint anti-aliased edge right around it is kept so a clean digit is cropped exactly.
     strong = level > 0.25

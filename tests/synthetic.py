@@ -74,6 +74,7 @@ PAPERS = {
 
 
 Lighting = Callable[[np.random.Generator, int, int], np.ndarray]  # (rng, h, w) -> light on each pixel
+Ruling = Callable[[np.random.Generator, int, int], np.ndarray]  # (rng, h, w) -> how much line covers each pixel
 
 
 def photograph(
@@ -89,12 +90,15 @@ def photograph(
     light_gradient: float = 0.15,
     pen: tuple[int, int, int] = (25, 28, 60),
     lighting: Lighting | None = None,
+    ruling: Ruling | None = None,
+    line: tuple[int, int, int] = (150, 185, 230),
 ) -> Image.Image:
     """``ink`` (white on black) as a dark-ink-on-paper RGB photo: placed off-centre, with an uneven
     light gradient, a little blur and sensor noise.
 
     ``pen`` is the ink's colour (jittered); ``lighting(rng, h, w)``, when given, returns the light
-    falling on each pixel (an ``h x w`` map of factors) in place of the left-to-right gradient."""
+    falling on each pixel (an ``h x w`` map of factors) in place of the left-to-right gradient;
+    ``ruling(rng, h, w)``, when given, prints lines of colour ``line`` on the paper, under the ink."""
     w, h = size
     side = max(8, int(min(w, h) * digit_height))
     glyph = np.asarray(ink.resize((side, side), Image.Resampling.BICUBIC), dtype=np.float32) / 255.0
@@ -105,6 +109,9 @@ def photograph(
     coverage = np.zeros((h, w), dtype=np.float32)
     coverage[y0 : y0 + side, x0 : x0 + side] = glyph
     paper_rgb = np.array(PAPERS[paper], dtype=np.float32)
+    if ruling is not None:
+        lined = ruling(rng, h, w)[..., None]
+        paper_rgb = paper_rgb * (1 - lined) + np.array(line, dtype=np.float32) * lined
     pen_rgb = np.array(pen, dtype=np.float32) + rng.uniform(-10, 10, 3)
     img = paper_rgb * (1 - coverage[..., None]) + pen_rgb * coverage[..., None]
     if lighting is not None:
@@ -136,6 +143,25 @@ def shadow(depth: float, at: float, angle: float = 0.0, sharpness: float = 40.0)
         return 1 - depth / (1 + np.exp(-inside * sharpness))
 
     return light
+
+
+def ruled(spacing: float, width: float = 2.0, tilt: float = 0.0, squared: bool = False) -> Ruling:
+    """Lines ``spacing`` px apart and ``width`` px wide (anti-aliased), turned ``tilt`` degrees,
+    at a random phase: ruled paper, or with ``squared`` a grid of them, for ``photograph(ruling=…)``."""
+
+    def lines(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+        yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+        a = math.radians(tilt)
+        across = [yy * math.cos(a) - xx * math.sin(a)]
+        if squared:
+            across.append(xx * math.cos(a) + yy * math.sin(a))
+        cover = np.zeros((h, w), np.float32)
+        for t in across:
+            distance = np.abs((t + rng.uniform(0, spacing)) % spacing - spacing / 2)  # from the nearest line
+            cover = np.maximum(cover, np.clip(width / 2 + 0.5 - distance, 0, 1))
+        return cover
+
+    return lines
 
 
 def encode(img: Image.Image, fmt: str = "PNG", exif_orientation: int | None = None, **params: object) -> bytes:

@@ -18,7 +18,7 @@ from PIL import Image
 from digitcloud import inputs
 from digitcloud.errors import InputError
 from tests.conftest import write_kaggle_csv
-from tests.synthetic import draw_digit, encode, photograph, shadow, vignette
+from tests.synthetic import draw_digit, encode, photograph, ruled, shadow, vignette
 
 
 def load_all(images: object) -> list[inputs.Loaded]:
@@ -258,6 +258,48 @@ def test_a_close_crop_of_a_bold_one_stays_dark_ink() -> None:
     assert inputs._uneven_light(crop) and inputs._ink_is_light_locally(crop)
     # then it still reads as the dark "1" of the whole photo, not as a notch of paper
     assert similarity(inputs.normalize_grey(crop), inputs.normalize(photo)) > 0.85
+
+
+def test_ruled_and_squared_paper_read_as_plain_paper() -> None:
+    # given a digit on a notebook's light blue lines (level, turned 4 degrees, grey, squared and
+    # turned): the lines cross the whole photo, so they used to be cropped and scaled with the digit
+    rulings = [
+        (ruled(60), (150, 185, 230)),
+        (ruled(60, tilt=4), (150, 185, 230)),
+        (ruled(55, tilt=-1), (120, 120, 120)),
+        (ruled(25, width=1, tilt=-3, squared=True), (150, 185, 230)),
+    ]
+    for digit in (2, 5, 8):
+        ink = draw_digit(digit, np.random.default_rng(digit))
+        plain = inputs.decode(encode(photograph(ink, np.random.default_rng(digit), size=(400, 300))))
+        for ruling, line in rulings:
+            photo = photograph(ink, np.random.default_rng(digit), size=(400, 300), ruling=ruling, line=line)
+            # then it reads as the same digit does on plain paper: no line left in it
+            assert similarity(inputs.decode(encode(photo)), plain) > 0.85, (digit, line)
+    # and an empty ruled page is blank paper, not a digit made of lines
+    for ruling, line in rulings:
+        page = Image.new("L", (112, 112))
+        empty = photograph(page, np.random.default_rng(0), size=(400, 300), ruling=ruling, line=line)
+        with pytest.raises(InputError, match="no digit found"):
+            inputs.decode(encode(empty))
+
+
+def test_a_close_crop_of_a_seven_keeps_the_bar_that_crosses_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    # given 7s cropped at their ink: each bar crosses the whole crop, as a line of ruled paper does
+    erase_paper_lines = inputs.erase_paper_lines
+    for seed in range(4):
+        photo = photograph(draw_digit(7, np.random.default_rng(seed), width=0.05), np.random.default_rng(seed))
+        grey = np.asarray(photo.convert("L"), np.float32)
+        rows, cols = (np.flatnonzero((grey < 128).any(axis)) for axis in (1, 0))
+        crop = grey[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+        with monkeypatch.context() as m:
+            m.setattr(inputs, "erase_paper_lines", lambda level: level)
+            unsearched = inputs.normalize_grey(crop)
+            m.setattr(inputs, "erase_paper_lines", erase_paper_lines)
+            m.setattr(inputs, "PAPER_LINE_FAINT", 1.0)
+            assert not np.array_equal(inputs.normalize_grey(crop), unsearched)  # a line but for its strength
+        # then each is read exactly as without the search for lines: the bar is full ink, no faint line
+        assert np.array_equal(inputs.normalize_grey(crop), unsearched), seed
 
 
 def test_chalk_on_a_board_mostly_in_shadow_is_light_ink() -> None:
