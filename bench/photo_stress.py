@@ -41,7 +41,7 @@ PLAIN: dict[str, Any] = {
     "shadow": 0.0,  # a soft-edged shadow over part of the photo, darkening it by this share
     "pen": (25, 28, 60),  # ink colour (RGB)
     "pen_change": 0.0,  # MNIST pixels added to (thicker) or taken from (thinner) the stroke
-    "ruling": None,  # paper lines: (spacing over the digit's side, squared, tilt in degrees)
+    "ruling": None,  # paper lines: tests.synthetic.ruled's arguments, the spacing over the digit's side
     "line": (150, 185, 230),  # their colour (RGB): a notebook's light blue
     "format": "PNG",
     "quality": 90,
@@ -75,12 +75,12 @@ CONDITIONS: dict[str, dict[str, Any]] = {
     "pen +2.5 px": plain(pen_change=2.5),
     "pen -1.0 px": plain(pen_change=-1.0),
     "pen -1.6 px": plain(pen_change=-1.6),
-    "ruled paper": plain(ruling=(0.8, False, 0.0)),
-    "ruled paper, turned 4 degrees": plain(ruling=(0.8, False, 4.0)),
-    "ruled paper, small digit": plain(size=(1000, 750), height=0.15, ruling=(0.8, False, -2.0)),
-    "ruled paper, grey lines": plain(ruling=(0.8, False, 1.0), line=(120, 120, 120)),
-    "squared paper": plain(ruling=(0.3, True, 0.0)),
-    "squared paper, turned 3 degrees": plain(ruling=(0.3, True, 3.0)),
+    "ruled paper": plain(ruling={"spacing": 0.8}),
+    "ruled paper, turned 4 degrees": plain(ruling={"spacing": 0.8, "tilt": 4.0}),
+    "ruled paper, small digit": plain(size=(1000, 750), height=0.15, ruling={"spacing": 0.8, "tilt": -2.0}),
+    "ruled paper, grey lines": plain(ruling={"spacing": 0.8, "tilt": 1.0}, line=(120, 120, 120)),
+    "squared paper": plain(ruling={"spacing": 0.3, "squared": True}),
+    "squared paper, turned 3 degrees": plain(ruling={"spacing": 0.3, "squared": True, "tilt": 3.0}),
 }
 
 
@@ -105,7 +105,7 @@ def render(digit: np.ndarray, c: dict[str, Any], rng: np.random.Generator) -> by
         blur=c["blur"] * min(w, h) / 400,
         pen=c["pen"],
         lighting=functools.partial(light, c),
-        ruling=ruled(c["ruling"][0] * side, tilt=c["ruling"][2], squared=c["ruling"][1]) if c["ruling"] else None,
+        ruling=ruled(**{**c["ruling"], "spacing": c["ruling"]["spacing"] * side}) if c["ruling"] else None,
         line=c["line"],
     )
     return encode(photo, c["format"], **({"quality": c["quality"]} if c["format"] == "JPEG" else {}))

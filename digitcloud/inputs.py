@@ -312,8 +312,7 @@ def erase_paper_lines(level: np.ndarray) -> np.ndarray:
     if across is None and down is None:
         return level
     cutoff = np.maximum(across if across is not None else 0.0, down.T if down is not None else 0.0)
-    erased = level <= cutoff
-    return np.where(erased, 0.0, level).astype(level.dtype)
+    return np.where(level <= cutoff, 0.0, level).astype(level.dtype)
 
 
 def _lines_across(level: np.ndarray) -> np.ndarray | None:
@@ -330,30 +329,25 @@ def _lines_across(level: np.ndarray) -> np.ndarray | None:
     lines cut off by a corner go too; on a page of evenly spaced lines, lines as strong as the ink."""
     h, w = level.shape
     on = level > PAPER_LINE_VISIBLE
-    if np.count_nonzero(on) < PAPER_LINE_SPAN * w:
+    # a line across needs ink in PAPER_LINE_SPAN of at least half the columns: most photos stop here
+    if np.count_nonzero(on) < PAPER_LINE_SPAN * w or np.count_nonzero(on.any(axis=0)) < PAPER_LINE_SPAN * (w // 2):
         return None
     near = on.copy()
     for _ in range(2):
         near[1:] |= near[:-1].copy()
         near[:-1] |= near[1:].copy()
     ys, xs = np.nonzero(near)
-    best: tuple[int, int, np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
+    best_found, best_tilt = 0, 0.0
     for degrees in sorted(np.arange(-PAPER_LINE_TILT, PAPER_LINE_TILT + 0.25, 0.5), key=abs):
-        shift = np.rint(np.arange(w) * math.tan(math.radians(degrees))).astype(np.intp)
-        offset = int(shift.max())
-        count = np.bincount(ys - shift[xs] + offset, minlength=h + int(np.ptp(shift)))
-        # how many columns along each sheared row lie inside the image
-        sheared, ordered = np.arange(count.size) - offset, np.sort(shift)
-        inside = np.searchsorted(ordered, h - 1 - sheared, "right") - np.searchsorted(ordered, -sheared, "left")
-        full = count >= PAPER_LINE_SPAN * inside
-        long = full & (inside >= w // 2)
-        found = int(np.count_nonzero(long))
-        if found and (best is None or found > best[0]):
-            best = (found, offset, full & (inside >= 4), long, shift, inside)  # the corners' short lines too
-    if best is None:
+        _, full, inside = _sheared_rows(ys, xs, h, w, degrees)
+        found = int(np.count_nonzero(full & (inside >= w // 2)))
+        if found > best_found:
+            best_found, best_tilt = found, degrees
+    if not best_found:
         return None
-    _, offset, lines, long, shift, inside_of = best
-    rows = np.arange(h)[:, None] - shift[None, :] + offset  # every pixel's sheared row
+    shift, full, inside = _sheared_rows(ys, xs, h, w, best_tilt)
+    long, lines = full & (inside >= w // 2), full & (inside >= 4)  # the corners' short lines too
+    rows = np.arange(h)[:, None] - shift[None, :] + int(shift.max())  # every pixel's sheared row
     ys, xs = np.nonzero(on)
     inked_row = rows[ys, xs]
     inked_count = np.bincount(inked_row, minlength=lines.size)
@@ -368,11 +362,11 @@ def _lines_across(level: np.ndarray) -> np.ndarray | None:
         core = float(np.median(across[across > 0])) if inked.any() else 0.0
         # paper on both sides: the rows beyond the line's are mostly blank (not the edge of a stroke)
         beside = np.concatenate([inked_count[max(first - 3, 0) : first], inked_count[end : end + 3]])
-        alone = not (beside >= inside_of[max(first - 3, 0) : end + 3].max() / 2).any()
+        alone = not (beside >= inside[max(first - 3, 0) : end + 3].max() / 2).any()
         runs.append((first, end, core, bool(long[first:end].any()), alone))
     lined = any(crossing and alone and core <= PAPER_LINE_FAINT for _, _, core, crossing, alone in runs)
     page_of_lines = _evenly_spaced([int(first) for first, _, _, crossing, _ in runs if crossing])
-    cutoff = np.zeros(lines.size + 1, np.float32)  # erase up to this level, per sheared row
+    cutoff = np.zeros(lines.size, np.float32)  # erase up to this level, per sheared row
     for first, end, core, crossing, alone in runs:
         if not alone:
             continue  # the faint edge of a stroke
@@ -387,6 +381,18 @@ def _lines_across(level: np.ndarray) -> np.ndarray | None:
         around = slice(max(first - 1, 0), end + 1)  # and the anti-aliased rows either side
         cutoff[around] = np.maximum(cutoff[around], line_cutoff)
     return cutoff[rows]
+
+
+def _sheared_rows(ys: np.ndarray, xs: np.ndarray, h: int, w: int, degrees: float) -> tuple[np.ndarray, ...]:
+    """The inked pixels ``ys, xs`` of an ``h x w`` image sheared by ``degrees``: each column's shift,
+    and per sheared row (from 0) whether ink fills ``PAPER_LINE_SPAN`` of it and how many of its
+    columns lie inside the image."""
+    shift = np.rint(np.arange(w) * math.tan(math.radians(degrees))).astype(np.intp)
+    offset = int(shift.max())
+    count = np.bincount(ys - shift[xs] + offset, minlength=h + int(np.ptp(shift)))
+    sheared, ordered = np.arange(count.size) - offset, np.sort(shift)
+    inside = np.searchsorted(ordered, h - 1 - sheared, "right") - np.searchsorted(ordered, -sheared, "left")
+    return shift, count >= PAPER_LINE_SPAN * inside, inside
 
 
 def _evenly_spaced(starts: list[int]) -> bool:

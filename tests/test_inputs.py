@@ -248,13 +248,18 @@ def test_a_lit_wedge_beside_a_shadowed_digit_is_paper_not_a_light_digit() -> Non
         assert similarity(*shots) > 0.85, digit
 
 
+def close_crop(photo: Image.Image) -> np.ndarray:
+    """The photo's grey pixels cut right at its dark ink (grey under 128)."""
+    grey = np.asarray(photo.convert("L"), np.float32)
+    rows, cols = (np.flatnonzero((grey < 128).any(axis)) for axis in (1, 0))
+    return grey[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+
+
 def test_a_close_crop_of_a_bold_one_stays_dark_ink() -> None:
     # given a bold "1" cropped right at its ink: its stroke fills most of the frame, so the frame
     # looks unevenly lit and the local paper (windows no wider than the stroke) calls the ink light
     photo = photograph(draw_digit(1, np.random.default_rng(161)), np.random.default_rng(161))
-    grey = np.asarray(photo.convert("L"), np.float32)
-    rows, cols = (np.flatnonzero((grey < 128).any(axis)) for axis in (1, 0))
-    crop = grey[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    crop = close_crop(photo)
     assert inputs._uneven_light(crop) and inputs._ink_is_light_locally(crop)
     # then it still reads as the dark "1" of the whole photo, not as a notch of paper
     assert similarity(inputs.normalize_grey(crop), inputs.normalize(photo)) > 0.85
@@ -289,9 +294,7 @@ def test_a_close_crop_of_a_seven_keeps_the_bar_that_crosses_it(monkeypatch: pyte
     erase_paper_lines = inputs.erase_paper_lines
     for seed in range(4):
         photo = photograph(draw_digit(7, np.random.default_rng(seed), width=0.05), np.random.default_rng(seed))
-        grey = np.asarray(photo.convert("L"), np.float32)
-        rows, cols = (np.flatnonzero((grey < 128).any(axis)) for axis in (1, 0))
-        crop = grey[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+        crop = close_crop(photo)
         with monkeypatch.context() as m:
             m.setattr(inputs, "erase_paper_lines", lambda level: level)
             unsearched = inputs.normalize_grey(crop)
