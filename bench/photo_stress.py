@@ -28,7 +28,7 @@ from PIL import Image, ImageFilter
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.synthetic import encode, photograph, ruled, shadow, vignette
+from tests.synthetic import encode, on_desk, photograph, ruled, shadow, vignette
 
 PLAIN: dict[str, Any] = {
     "size": (400, 400),  # photo width, height
@@ -43,6 +43,7 @@ PLAIN: dict[str, Any] = {
     "pen_change": 0.0,  # MNIST pixels added to (thicker) or taken from (thinner) the stroke
     "ruling": None,  # paper lines: tests.synthetic.ruled's arguments, the spacing over the digit's side
     "line": (150, 185, 230),  # their colour (RGB): a notebook's light blue
+    "desk": None,  # the page photographed lying on a desk: tests.synthetic.on_desk's arguments
     "format": "PNG",
     "quality": 90,
 }
@@ -81,6 +82,12 @@ CONDITIONS: dict[str, dict[str, Any]] = {
     "ruled paper, grey lines": plain(ruling={"spacing": 0.8, "tilt": 1.0}, line=(120, 120, 120)),
     "squared paper": plain(ruling={"spacing": 0.3, "squared": True}),
     "squared paper, turned 3 degrees": plain(ruling={"spacing": 0.3, "squared": True, "tilt": 3.0}),
+    "page on a dark desk": plain(desk={"desk": "dark wood"}),
+    "page on a light wood desk, turned 5 degrees": plain(desk={"desk": "light wood", "turn": 5.0}),
+    "page on a grey desk, turned -12 degrees": plain(desk={"desk": "grey", "turn": -12.0}),
+    "sticky note on a desk": plain(height=0.35, desk={"desk": "dark wood", "border": 1.0, "turn": 8.0}),
+    "desk along two edges": plain(desk={"desk": "light wood", "border": 0.1, "turn": 3.0, "at": (1.0, 1.0)}),
+    "desk in the corners": plain(desk={"desk": "grey", "border": 0.02, "turn": 6.0, "at": (0.5, 0.5)}),
 }
 
 
@@ -108,6 +115,8 @@ def render(digit: np.ndarray, c: dict[str, Any], rng: np.random.Generator) -> by
         ruling=ruled(**{**c["ruling"], "spacing": c["ruling"]["spacing"] * side}) if c["ruling"] else None,
         line=c["line"],
     )
+    if c["desk"]:
+        photo = on_desk(photo, rng, **c["desk"])
     return encode(photo, c["format"], **({"quality": c["quality"]} if c["format"] == "JPEG" else {}))
 
 

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageDraw, ImageOps
 
 from digitcloud.errors import InputError
 
@@ -70,6 +70,20 @@ PAPER_LINE_FAINT = 0.6
 PAPER_LINE_TILT = 6.0
 PAPER_LINE_MIN_PX = 40
 PAPER_LINE_VISIBLE = 0.05  # the level a line's pixels exceed (JPEG leaves ~0.005 on plain paper)
+# A sheet of paper photographed on a desk: the desk would read as ink (or, filling the frame, as
+# the paper, the page then read as light ink). The page is the convex hull of the light pixels, when
+# the desk around it covers at least PAGE_DESK of the image, is PAGE_CONTRAST grey levels darker,
+# the page covers PAGE_AREA and is at least PAGE_PAPER paper (chalk strokes' hull is mostly board),
+# its sides are long (at least PAGE_SIDE of the image's shorter side: a digit's hull has many short
+# ones), and its edge is sharp: the light changes from desk to paper within PAGE_EDGE of that side
+# (a shadow's or a vignette's edge is softer). Images under PAGE_MIN_PX are not searched.
+PAGE_DESK = 0.03
+PAGE_CONTRAST = 48.0
+PAGE_AREA = 0.2
+PAGE_PAPER = 0.75
+PAGE_EDGE = 0.02
+PAGE_SIDE = 0.1
+PAGE_MIN_PX = 64
 # A speck, not a digit: ink spanning under MIN_INK_FRACTION of the image's side along both axes,
 # or under MIN_INK_PX pixels and under SMALL_INK_FRACTION (a 3x3 fleck in a 28x28 image is one; a
 # 5 px "1" in it, or a "1" filling a 5x5 image or a 1100x20 strip, is not).
@@ -298,6 +312,190 @@ def stroke_width(ink: np.ndarray) -> float:
     return 2.0 * float(mask.sum()) / max(outline, 1)
 
 
+def crop_to_page(grey: np.ndarray) -> np.ndarray | None:
+    """``grey`` cut to the sheet of light paper it shows on a darker desk, the desk left in the
+    page's bounding box (a turned page's corners) painted over as the page's paper; None when the
+    photo shows no desk, which is most photos.
+
+    The page is the convex hull of the pixels lighter than the desk/paper split (Otsu's threshold
+    on the coarse grid): ink lies inside the sheet, so the hull keeps it whatever its colour."""
+    h, w = grey.shape
+    if min(h, w) < PAGE_MIN_PX:
+        return None
+    coarse = _coarse(grey)
+    cut = _otsu(coarse)
+    light_cells = coarse >= cut
+    if light_cells.all() or not light_cells.any() or not _may_be_page(light_cells):
+        return None
+    desk, paper = float(np.median(coarse[~light_cells])), float(np.median(coarse[light_cells]))
+    if paper - desk < PAGE_CONTRAST:
+        return None
+    light = _opened(grey >= cut)  # specks of the desk's texture as light as paper do not count
+    hull = _hull(light)
+    if len(hull) < 3:
+        return None
+    page = _filled(hull, grey.shape)
+    if page.mean() < PAGE_AREA or page.mean() > 1 - PAGE_DESK or light[page].mean() < PAGE_PAPER:
+        return None
+    edge = _edge_width(grey, hull, desk, paper)
+    if edge is None or edge > max(2.0, PAGE_EDGE * min(h, w)):
+        return None  # a shadow or a vignette: the existing readings handle those
+    # The page's pixels along its edge are blurred with the desk, and the hull may bulge a pixel or
+    # two past it: they go with the desk, as does a margin along the frame (where the page's edge
+    # leaves the picture, a sliver of desk can lie between them).
+    margin = math.ceil(edge) + max(2, round(0.01 * min(h, w)))
+    inner = _sliding(np.pad(page, margin), 2 * margin + 1, np.min)
+    if not inner.any():
+        return None
+    rows, cols = np.flatnonzero(inner.any(1)), np.flatnonzero(inner.any(0))
+    box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
+    grey, inner, light = grey[box].astype(np.float32), inner[box], light[box]
+    # the desk left in the box: the page's paper, a plane through it, with its noise
+    ys, xs = np.nonzero(inner & light)
+    coef = _fit_plane(ys, xs, grey[ys, xs], grey.shape)
+    residual = grey[ys, xs] - _plane(coef, ys, xs, grey.shape)
+    noise = 1.4826 * float(np.median(np.abs(residual - np.median(residual))))
+    ys, xs = np.nonzero(~inner)
+    rng = np.random.default_rng(0)  # the same photo gives the same digit
+    grey[ys, xs] = _plane(coef, ys, xs, grey.shape) + rng.normal(0.0, noise, ys.size)
+    return grey
+
+
+def _otsu(values: np.ndarray) -> float:
+    """Otsu's threshold between the two groups of grey levels in ``values``: light is ``>=``."""
+    counts = np.bincount(np.clip(values, 0, 255).astype(np.intp).ravel(), minlength=256).astype(np.float64)
+    share = np.cumsum(counts) / counts.sum()
+    mean = np.cumsum(counts * np.arange(256)) / counts.sum()
+    between = (mean[-1] * share - mean) ** 2 / np.maximum(share * (1 - share), 1e-12)
+    return float(np.argmax(between[:-1]) + 1)
+
+
+def _may_be_page(light: np.ndarray) -> bool:
+    """The page's size tests on the coarse grid, leniently (a cell on the page's edge is part desk):
+    the convex hull of the ``light`` cells leaves out ``PAGE_DESK`` of the grid, and covers about
+    ``PAGE_AREA`` of it, most of that light. Most photos fail the first: paper reaches every side."""
+    hull = _hull(light)
+    if len(hull) < 3:
+        return False
+    inside = _filled(hull, light.shape)
+    return (
+        float(inside.mean()) <= 1 - PAGE_DESK
+        and float(inside.mean()) >= 0.75 * PAGE_AREA
+        and float(light[inside].mean()) >= PAGE_PAPER - 0.15
+    )
+
+
+def _filled(polygon: list[tuple[int, int]], shape: tuple[int, ...]) -> np.ndarray:
+    """The pixels of an image of ``shape`` inside ``polygon`` (its outline included)."""
+    mask = Image.new("1", (shape[1], shape[0]))
+    ImageDraw.Draw(mask).polygon(polygon, fill=1)
+    return np.asarray(mask)
+
+
+def _opened(mask: np.ndarray) -> np.ndarray:
+    """``mask`` less anything narrower than 3 px: a morphological opening by a 3x3 square, each
+    pass along rows then columns, the frame's pixels repeated past it."""
+
+    def extreme(a: np.ndarray, both: Callable[..., np.ndarray]) -> np.ndarray:
+        a = np.pad(a, 1, mode="edge")
+        a = both(both(a[:, :-2], a[:, 1:-1]), a[:, 2:])
+        return both(both(a[:-2], a[1:-1]), a[2:])
+
+    return extreme(extreme(mask, np.logical_and), np.logical_or)
+
+
+def _hull(mask: np.ndarray) -> list[tuple[int, int]]:
+    """The convex hull of ``mask``'s pixels as (x, y) corners in order round it (Andrew's monotone
+    chain over each row's first and last pixel: no other pixel can be a corner)."""
+    rows = np.flatnonzero(mask.any(1))
+    first = mask[rows].argmax(1)
+    last = mask.shape[1] - 1 - mask[rows, ::-1].argmax(1)
+    points = sorted({(int(x), int(y)) for y, a, b in zip(rows, first, last, strict=True) for x in (a, b)})
+    if len(points) < 3:
+        return points
+
+    def cross(o: tuple[int, int], a: tuple[int, int], b: tuple[int, int]) -> int:
+        return (a[0] - o[0]) * (b[1] - o[1]) - (a[1] - o[1]) * (b[0] - o[0])
+
+    def chain(ordered: list[tuple[int, int]]) -> list[tuple[int, int]]:
+        out: list[tuple[int, int]] = []
+        for p in ordered:
+            while len(out) >= 2 and cross(out[-2], out[-1], p) <= 0:
+                out.pop()
+            out.append(p)
+        return out[:-1]
+
+    return chain(points) + chain(points[::-1])
+
+
+def _sides(hull: list[tuple[int, int]], h: int, w: int) -> list[tuple[float, float, float, float]] | None:
+    """The straight sides of ``hull`` that lie inside the image, as (x0, y0, x1, y1); None when they
+    are not a sheet's: more than a tenth of their length in sides under PAGE_SIDE of the image's
+    shorter side (a digit's hull is a polygon of many short sides, a page's has four long ones).
+    Consecutive hull edges within 6 degrees of the side they extend are one side."""
+    n = len(hull)
+    edges = [(hull[i], hull[(i + 1) % n]) for i in range(n)]
+    direction = [math.atan2(b[1] - a[1], b[0] - a[0]) for a, b in edges]
+    turn = [abs((direction[i] - direction[i - 1] + math.pi) % (2 * math.pi) - math.pi) for i in range(n)]
+    start = int(np.argmax(turn))  # a corner: no side is split at the start
+    sides: list[tuple[float, float, float, float]] = []
+    side: list[tuple[int, int]] = []
+    for a, b in edges[start:] + edges[:start]:
+        on_frame = (a[0] == b[0] and a[0] in (0, w - 1)) or (a[1] == b[1] and a[1] in (0, h - 1))
+        if side and not on_frame:
+            chord = math.atan2(side[-1][1] - side[0][1], side[-1][0] - side[0][0])
+            bend = abs((math.atan2(b[1] - a[1], b[0] - a[0]) - chord + math.pi) % (2 * math.pi) - math.pi)
+            if bend <= math.radians(6):
+                side.append(b)
+                continue
+        if side:
+            sides.append((*side[0], *side[-1]))
+        side = [] if on_frame else [a, b]
+    if side:
+        sides.append((*side[0], *side[-1]))
+    lengths = np.array([math.hypot(x1 - x0, y1 - y0) for x0, y0, x1, y1 in sides])
+    long = lengths >= PAGE_SIDE * min(h, w)
+    if not long.any() or lengths[~long].sum() > 0.1 * lengths.sum():
+        return None
+    return [s for s, keep in zip(sides, long, strict=True) if keep]
+
+
+def _edge_width(grey: np.ndarray, hull: list[tuple[int, int]], desk: float, paper: float) -> float | None:
+    """How many pixels the light takes to change from desk to paper across the page's sides: per
+    side, the median over profiles every 4 px along it of the samples between a quarter and three
+    quarters of the way from ``desk`` to ``paper``; the widest side's. None when the hull's sides
+    are not a sheet's (``_sides``), or one of them shows no step of ``PAGE_CONTRAST`` from paper
+    inside to desk outside (it bridges a gap between a digit's strokes), or ink reaches it from
+    inside (2 to 4 px in): a sharp shadow's edge across the digit looks like a page's side but for
+    that, and a digit running off its page is not cut either."""
+    h, w = grey.shape
+    sides = _sides(hull, h, w)
+    if sides is None:
+        return None
+    reach = int(2 * PAGE_EDGE * min(h, w)) + 3
+    cx, cy = np.mean(hull, axis=0)
+    low, high = desk + (paper - desk) / 4, paper - (paper - desk) / 4
+    across = np.arange(-reach, reach + 1)
+    widest = 0.0
+    for x0, y0, x1, y1 in sides:
+        length = math.hypot(x1 - x0, y1 - y0)
+        nx, ny = (y1 - y0) / length, -(x1 - x0) / length
+        if nx * ((x0 + x1) / 2 - cx) + ny * ((y0 + y1) / 2 - cy) < 0:
+            nx, ny = -nx, -ny  # outward
+        widths, steps, crossed = [], [], False
+        for t in np.arange(2.0, length - 2.0, 4.0) / length:
+            xs = np.clip(np.rint(x0 + t * (x1 - x0) + across * nx).astype(np.intp), 0, w - 1)
+            ys = np.clip(np.rint(y0 + t * (y1 - y0) + across * ny).astype(np.intp), 0, h - 1)
+            profile = grey[ys, xs]  # from inside the page to the desk (past the frame: the frame's)
+            widths.append(int(np.count_nonzero((profile > low) & (profile < high))))
+            steps.append(float(profile[:3].mean() - profile[-3:].mean()))
+            crossed |= bool((profile[reach - 4 : reach - 1] <= low).any())  # ink 2-4 px inside
+        if not widths or float(np.median(steps)) < PAGE_CONTRAST or crossed:
+            return None
+        widest = max(widest, float(np.median(widths)))
+    return widest
+
+
 def erase_paper_lines(level: np.ndarray) -> np.ndarray:
     """``level`` (ink 0..1, paper 0) with the lines of ruled or squared paper taken out.
 
@@ -469,8 +667,21 @@ class _Reading(NamedTuple):
 def normalize_grey(grey: np.ndarray) -> np.ndarray:
     """A grey image (float, any size, either polarity) -> a 28x28 uint8 MNIST-style digit.
 
-    Raises ``InputError`` when there is no ink to find. The paper is first taken as one level with
-    a plane of light across it. Where the frame shows uneven light (a vignette, a shadow) and that
+    Raises ``InputError`` when there is no ink to find. A photo of a sheet of paper on a darker
+    desk is first read cut to the page (``crop_to_page``); when that finds no digit, as any photo.
+    """
+    page = crop_to_page(grey)
+    if page is not None:
+        try:
+            return _read_paper(page)
+        except InputError:
+            pass
+    return _read_paper(grey)
+
+
+def _read_paper(grey: np.ndarray) -> np.ndarray:
+    """``normalize_grey`` of an image showing only paper and ink. The paper is first taken as one
+    level with a plane of light across it. Where the frame shows uneven light (a vignette, a shadow) and that
     reading found no digit, or found light ink, none of it on the frame, that the local paper calls
     dark (a lit patch of paper in a shadow, read as the digit), the paper is estimated locally
     instead. Not for every photo: on close crops, with ink along the frame, the local estimate lost

@@ -164,6 +164,40 @@ def ruled(spacing: float, width: float = 2.0, tilt: float = 0.0, squared: bool =
     return lines
 
 
+DESKS = {
+    "dark wood": (62, 44, 32),
+    "light wood": (172, 138, 98),
+    "grey": (112, 112, 116),
+}
+
+
+def on_desk(
+    page: Image.Image,
+    rng: np.random.Generator,
+    *,
+    desk: str = "dark wood",
+    border: float = 0.35,
+    turn: float = 0.0,
+    at: tuple[float, float] | None = None,
+) -> Image.Image:
+    """``page`` (a photo of the paper) lying on a desk with a wood grain, the picture ``1 + border``
+    times its size: the page turned ``turn`` degrees and placed ``at`` (shares of the room left
+    across and down; 0..1 keeps it whole, past that it runs off the picture; random when None)."""
+    w, h = page.size
+    width, height = round(w * (1 + border)), round(h * (1 + border))
+    grain = 12 * np.sin(np.arange(width) / rng.uniform(5, 9) + rng.uniform(0, 6.3))[None, :, None]
+    wood = np.array(DESKS[desk], np.float32) + grain + rng.normal(0, 6, (height, width, 3))
+    picture = Image.fromarray(np.clip(wood, 0, 255).astype(np.uint8), "RGB")
+    turned = page.convert("RGB").rotate(turn, Image.Resampling.BICUBIC, expand=True, fillcolor=DESKS[desk])
+    cover = Image.new("L", page.size, 255).rotate(turn, Image.Resampling.BICUBIC, expand=True)
+    if at is None:
+        at = (rng.choice([rng.uniform(-0.1, 0.2), rng.uniform(0.8, 1.1)]), rng.uniform(-0.1, 1.1))
+    x = round(at[0] * (width - turned.width))
+    y = round(at[1] * (height - turned.height))
+    picture.paste(turned, (x, y), cover)
+    return picture
+
+
 def encode(img: Image.Image, fmt: str = "PNG", exif_orientation: int | None = None, **params: object) -> bytes:
     """Encode ``img``; with ``exif_orientation`` the pixels are stored rotated and the EXIF tag
     says how to turn them upright (6: the camera was turned 90° clockwise)."""

@@ -18,7 +18,7 @@ from PIL import Image
 from digitcloud import inputs
 from digitcloud.errors import InputError
 from tests.conftest import write_kaggle_csv
-from tests.synthetic import draw_digit, encode, photograph, ruled, shadow, vignette
+from tests.synthetic import draw_digit, encode, on_desk, photograph, ruled, shadow, vignette
 
 
 def load_all(images: object) -> list[inputs.Loaded]:
@@ -303,6 +303,51 @@ def test_a_close_crop_of_a_seven_keeps_the_bar_that_crosses_it(monkeypatch: pyte
             assert not np.array_equal(inputs.normalize_grey(crop), unsearched)  # a line but for its strength
         # then each is read exactly as without the search for lines: the bar is full ink, no faint line
         assert np.array_equal(inputs.normalize_grey(crop), unsearched), seed
+
+
+def test_a_page_photographed_on_a_desk_reads_as_the_page_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    # given a digit on a sheet of paper lying on a desk (dark, light or grey; the page square to
+    # the picture, turned, running off it, or filling it but for the corners)
+    desks = [
+        {"desk": "dark wood"},
+        {"desk": "light wood", "turn": 5.0, "at": (1.1, 0.3)},
+        {"desk": "grey", "turn": -12.0},
+        {"desk": "dark wood", "border": 1.0, "turn": 8.0},
+        {"desk": "grey", "border": 0.02, "turn": 6.0, "at": (0.5, 0.5)},
+    ]
+    misread_without = 0
+    for digit in (2, 5, 8):
+        ink = draw_digit(digit, np.random.default_rng(digit))
+        page = photograph(ink, np.random.default_rng(digit), size=(400, 300))
+        for desk in desks:
+            photo = encode(on_desk(page, np.random.default_rng(digit), **desk))
+            turned = ink.rotate(desk.get("turn", 0.0), Image.Resampling.BICUBIC)
+            alone = inputs.decode(encode(photograph(turned, np.random.default_rng(digit), size=(400, 300))))
+            # then it reads as the digit on the page alone does (turned as much)
+            assert similarity(inputs.decode(photo), alone) > 0.85, (digit, desk)
+            with monkeypatch.context() as m:
+                m.setattr(inputs, "crop_to_page", lambda grey: None)
+                misread_without += similarity(inputs.decode(photo), alone) < 0.6
+    # where, without the cut to the page, the desk was read as ink in most of them
+    assert misread_without >= 10, misread_without
+
+
+def test_light_ink_and_shadows_are_not_taken_for_a_page() -> None:
+    # given what a page's hull could be mistaken for: a light digit on black (MNIST's own polarity,
+    # scaled up), chalk on a board, a deep vignette, and a sharp-edged shadow across the digit (the
+    # lit paper's edge is as straight and sharp as a page's: the ink reaching it tells them apart)
+    for digit in range(10):
+        ink = draw_digit(digit, np.random.default_rng(digit))
+        light_ink = [np.asarray(ink.resize((size, size)), np.float32) for size in (64, 140)]
+        board = 90.0 + np.pad(light_ink[1], 100) * 130 / 255
+        lights = (shadow(0.6, 0.5, angle=digit * 0.6, sharpness=150.0), vignette(0.8))
+        dark_ink = [
+            np.asarray(photograph(ink, np.random.default_rng(digit), offset=(0.5, 0.5), lighting=lit).convert("L"))
+            for lit in lights
+        ]
+        for grey in [*light_ink, board, *dark_ink]:
+            # then none is cut to a "page"
+            assert inputs.crop_to_page(grey.astype(np.float32)) is None, digit
 
 
 def test_chalk_on_a_board_mostly_in_shadow_is_light_ink() -> None:
