@@ -28,7 +28,7 @@ from PIL import Image, ImageFilter
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.synthetic import encode, on_desk, photograph, ruled, shadow, vignette
+from tests.synthetic import boxed, encode, on_desk, photograph, ruled, shadow, vignette
 
 PLAIN: dict[str, Any] = {
     "size": (400, 400),  # photo width, height
@@ -43,6 +43,7 @@ PLAIN: dict[str, Any] = {
     "pen_change": 0.0,  # MNIST pixels added to (thicker) or taken from (thinner) the stroke
     "ruling": None,  # paper lines: tests.synthetic.ruled's arguments, the spacing over the digit's side
     "line": (150, 185, 230),  # their colour (RGB): a notebook's light blue
+    "box": None,  # a printed box round the digit, centred: tests.synthetic.boxed's arguments; in colour "line"
     "desk": None,  # the page photographed lying on a desk: tests.synthetic.on_desk's arguments
     "format": "PNG",
     "quality": 90,
@@ -88,6 +89,10 @@ CONDITIONS: dict[str, dict[str, Any]] = {
     "sticky note on a desk": plain(height=0.35, desk={"desk": "dark wood", "border": 1.0, "turn": 8.0}),
     "desk along two edges": plain(desk={"desk": "light wood", "border": 0.1, "turn": 3.0, "at": (1.0, 1.0)}),
     "desk in the corners": plain(desk={"desk": "grey", "border": 0.02, "turn": 6.0, "at": (0.5, 0.5)}),
+    "printed box": plain(box={"margin": 0.15}, line=(30, 30, 30)),
+    "printed box, light blue": plain(box={"margin": 0.15}, line=(150, 185, 230)),
+    "printed box, close round the digit": plain(box={"margin": 0.22}, line=(30, 30, 30)),
+    "printed box, turned 2 degrees": plain(box={"margin": 0.15, "tilt": 2.0}, line=(30, 30, 30)),
 }
 
 
@@ -102,6 +107,11 @@ def render(digit: np.ndarray, c: dict[str, Any], rng: np.random.Generator) -> by
     if c["pen_change"]:
         k = int(work / 28 * abs(c["pen_change"])) | 1
         glyph = glyph.filter(ImageFilter.MaxFilter(k) if c["pen_change"] > 0 else ImageFilter.MinFilter(k))
+    ruling = None
+    if c["ruling"]:
+        ruling = ruled(**{**c["ruling"], "spacing": c["ruling"]["spacing"] * side})
+    elif c["box"]:
+        ruling = boxed(**c["box"])
     photo = photograph(
         glyph.resize((side, side), Image.Resampling.LANCZOS),  # photograph() places it as it is
         rng,
@@ -112,7 +122,8 @@ def render(digit: np.ndarray, c: dict[str, Any], rng: np.random.Generator) -> by
         blur=c["blur"] * min(w, h) / 400,
         pen=c["pen"],
         lighting=functools.partial(light, c),
-        ruling=ruled(**{**c["ruling"], "spacing": c["ruling"]["spacing"] * side}) if c["ruling"] else None,
+        offset=(0.5, 0.5) if c["box"] else None,
+        ruling=ruling,
         line=c["line"],
     )
     if c["desk"]:

@@ -84,6 +84,11 @@ PAGE_PAPER = 0.75
 PAGE_EDGE = 0.02
 PAGE_SIDE = 0.1
 PAGE_MIN_PX = 64
+# A printed box around the digit (a form's cell): lines BOX_BAND of the box's size deep at most,
+# over BOX_SIDE of each of its four sides, turned BOX_TILT degrees at most (see erase_printed_box).
+BOX_BAND = 0.03
+BOX_SIDE = 0.9
+BOX_TILT = 3.0
 # A speck, not a digit: ink spanning under MIN_INK_FRACTION of the image's side along both axes,
 # or under MIN_INK_PX pixels and under SMALL_INK_FRACTION (a 3x3 fleck in a 28x28 image is one; a
 # 5 px "1" in it, or a "1" filling a 5x5 image or a 1100x20 strip, is not).
@@ -601,6 +606,67 @@ def _evenly_spaced(starts: list[int]) -> bool:
     return len(starts) >= 4 and float(gaps.max() - gaps.min()) <= 0.2 * float(gaps.mean())
 
 
+def erase_printed_box(level: np.ndarray) -> np.ndarray:
+    """``level`` (ink 0..1, paper 0) with a printed box around the digit taken out: a form's cell,
+    which the crop would take as the digit's outline, the digit then scaled down inside it.
+
+    A box is the ink's outermost rows and columns: along each of its four sides a straight thin
+    line (``_box_side``). Each line's pixels go, 2 px more either side for its anti-aliased edges;
+    ink inside stays. A digit's outermost strokes do not close four straight sides (a 7's bar is
+    one), so a close crop of a digit is never a box (tested)."""
+    if min(level.shape) < PAPER_LINE_MIN_PX:
+        return level
+    inked = level > 0.1  # a form's light blue box is a third of the ink's strength
+    rows, cols = np.flatnonzero(inked.any(1)), np.flatnonzero(inked.any(0))
+    if rows.size < 2 or cols.size < 2:
+        return level
+    top, bottom, left, right = int(rows[0]), int(rows[-1]), int(cols[0]), int(cols[-1])
+    box = inked[top : bottom + 1, left : right + 1]
+    thin = max(3, round(BOX_BAND * min(box.shape)))
+    depth = thin + math.ceil(math.tan(math.radians(BOX_TILT)) * max(box.shape))
+    if 3 * depth >= min(box.shape):
+        return level
+    sides = [_box_side(side, depth, thin) for side in (box, box[::-1], box.T, box.T[::-1])]
+    if any(side is None for side in sides):
+        return level
+    out = np.pad(level, 2)
+    block = out[top : bottom + 5, left : right + 5]  # the box and 2 px round it
+    for view, side in zip((block, block[::-1], block.T, block.T[::-1]), sides, strict=True):
+        assert side is not None
+        first, run = side
+        k = np.arange(view.shape[0])[:, None]
+        view[:, 2:-2][(k >= first) & (k < first + run + 4)] = 0.0  # the run, 2 px either side
+    return out[2:-2, 2:-2]
+
+
+def _box_side(side: np.ndarray, depth: int, thin: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """The printed line along the first rows of ``side`` (inked pixels, the side's edge first): per
+    column, where it starts and how many pixels deep it is; None when there is no such line. Ink
+    within ``depth`` rows in at least ``BOX_SIDE`` of the columns, there lying on a straight line
+    (within 2 px; turned ``BOX_TILT`` degrees at most), no deeper than ``thin`` (median), and past
+    it paper: the ``thin`` rows beyond the line inked in under half of the columns."""
+    band = side[:depth]
+    has = band.any(0)
+    if has.mean() < BOX_SIDE:
+        return None
+    first = band.argmax(0)
+    cols = np.flatnonzero(has)
+    slope, intercept = np.polyfit(cols, first[cols], 1)
+    if abs(slope) > math.tan(math.radians(BOX_TILT)):
+        return None
+    if np.count_nonzero(np.abs(first[cols] - (slope * cols + intercept)) <= 2) < BOX_SIDE * side.shape[1]:
+        return None
+    k = np.arange(2 * depth)[:, None]
+    padded = np.pad(side, ((0, 3 * depth), (0, 0)))
+    run = np.where(has, np.cumprod(np.take_along_axis(padded, first + k, axis=0), axis=0).sum(0), 0)
+    if float(np.median(run[cols])) > thin:
+        return None
+    beyond = np.take_along_axis(padded, first + run + k[:thin], axis=0)[:, cols]
+    if np.count_nonzero(beyond.any(axis=0)) >= 0.5 * cols.size:
+        return None
+    return first, run
+
+
 def _sliding(a: np.ndarray, size: int, reduce: Callable[..., np.ndarray]) -> np.ndarray:
     """``reduce`` (``np.min`` or ``np.max``) over every ``size`` x ``size`` window lying inside
     ``a``, as two 1-D passes: the result is ``size - 1`` smaller along each axis."""
@@ -716,7 +782,7 @@ def _normalize_grey(grey: np.ndarray, light_ink: bool, even_light: bool) -> _Rea
     ink = _ink_level(grey, floor)
     if ink - floor < MIN_CONTRAST:
         raise InputError(f"no digit found: the image is blank (contrast {max(0.0, ink - floor):.0f} of 255)")
-    level = erase_paper_lines(np.clip((grey - floor) / (ink - floor), 0.0, 1.0))
+    level = erase_printed_box(erase_paper_lines(np.clip((grey - floor) / (ink - floor), 0.0, 1.0)))
     # The ink's box: strong ink decides where the digit is (stray specks are ignored), then the
     # faint anti-aliased edge right around it is kept so a clean digit is cropped exactly.
     strong = level > 0.25

@@ -164,6 +164,22 @@ def ruled(spacing: float, width: float = 2.0, tilt: float = 0.0, squared: bool =
     return lines
 
 
+def boxed(margin: float, width: float = 2.0, tilt: float = 0.0) -> Ruling:
+    """A printed box (a form's cell) centred on the photo, ``margin`` of its width and height in
+    from each edge, its lines ``width`` px (anti-aliased), turned ``tilt`` degrees, for
+    ``photograph(ruling=…)``."""
+
+    def lines(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+        yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+        a = math.radians(tilt)
+        u = (xx - w / 2) * math.cos(a) + (yy - h / 2) * math.sin(a)
+        v = (yy - h / 2) * math.cos(a) - (xx - w / 2) * math.sin(a)
+        outside = np.maximum(np.abs(u) - (0.5 - margin) * w, np.abs(v) - (0.5 - margin) * h)  # 0 on the box
+        return np.clip(width / 2 + 0.5 - np.abs(outside), 0, 1)
+
+    return lines
+
+
 DESKS = {
     "dark wood": (62, 44, 32),
     "light wood": (172, 138, 98),

@@ -18,7 +18,7 @@ from PIL import Image
 from digitcloud import inputs
 from digitcloud.errors import InputError
 from tests.conftest import write_kaggle_csv
-from tests.synthetic import draw_digit, encode, on_desk, photograph, ruled, shadow, vignette
+from tests.synthetic import boxed, draw_digit, encode, on_desk, photograph, ruled, shadow, vignette
 
 
 def load_all(images: object) -> list[inputs.Loaded]:
@@ -302,6 +302,38 @@ def test_a_close_crop_of_a_seven_keeps_the_bar_that_crosses_it(monkeypatch: pyte
             m.setattr(inputs, "PAPER_LINE_FAINT", 1.0)
             assert not np.array_equal(inputs.normalize_grey(crop), unsearched)  # a line but for its strength
         # then each is read exactly as without the search for lines: the bar is full ink, no faint line
+        assert np.array_equal(inputs.normalize_grey(crop), unsearched), seed
+
+
+def test_a_printed_box_round_the_digit_is_not_part_of_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    # given digits written in a form's printed box (black, light blue, close round the digit)
+    boxes = [(boxed(0.15), (30, 30, 30)), (boxed(0.15), (150, 185, 230)), (boxed(0.22, width=3), (60, 60, 60))]
+    misread_without = 0
+    for digit in (2, 5, 8):
+        ink = draw_digit(digit, np.random.default_rng(digit))
+        plain = inputs.decode(encode(photograph(ink, np.random.default_rng(digit), size=(400, 400), offset=(0.5, 0.5))))
+        for box, line in boxes:
+            photo = photograph(
+                ink, np.random.default_rng(digit), size=(400, 400), offset=(0.5, 0.5), ruling=box, line=line
+            )
+            # then each reads as the digit does on plain paper
+            assert similarity(inputs.decode(encode(photo)), plain) > 0.85, (digit, line)
+            with monkeypatch.context() as m:
+                m.setattr(inputs, "erase_printed_box", lambda level: level)
+                misread_without += similarity(inputs.decode(encode(photo)), plain) < 0.6
+    # where, with the box kept, it was the digit's outline in most of them
+    assert misread_without >= 6, misread_without
+    # and an empty box is blank paper
+    empty = photograph(Image.new("L", (112, 112)), np.random.default_rng(0), size=(400, 400), ruling=boxes[0][0])
+    with pytest.raises(InputError, match="no digit found"):
+        inputs.decode(encode(empty))
+    # and no close crop of a digit is taken for a box: every one reads as without the search
+    for seed in range(30):
+        photo = photograph(draw_digit(seed % 10, np.random.default_rng(seed)), np.random.default_rng(seed))
+        crop = close_crop(photo)
+        with monkeypatch.context() as m:
+            m.setattr(inputs, "erase_printed_box", lambda level: level)
+            unsearched = inputs.normalize_grey(crop)
         assert np.array_equal(inputs.normalize_grey(crop), unsearched), seed
 
 
