@@ -626,16 +626,18 @@ def erase_printed_box(level: np.ndarray) -> np.ndarray:
     depth = thin + math.ceil(math.tan(math.radians(BOX_TILT)) * max(box.shape))
     if 3 * depth >= min(box.shape):
         return level
-    sides = [_box_side(side, depth, thin) for side in (box, box[::-1], box.T, box.T[::-1])]
-    if any(side is None for side in sides):
-        return level
+    lines = []
+    for side in (box, box[::-1], box.T, box.T[::-1]):  # top, bottom, left, right: the side's edge first
+        line = _box_side(side, depth, thin)
+        if line is None:
+            return level
+        lines.append(line)
     out = np.pad(level, 2)
     block = out[top : bottom + 5, left : right + 5]  # the box and 2 px round it
-    for view, side in zip((block, block[::-1], block.T, block.T[::-1]), sides, strict=True):
-        assert side is not None
-        first, run = side
-        k = np.arange(view.shape[0])[:, None]
-        view[:, 2:-2][(k >= first) & (k < first + run + 4)] = 0.0  # the run, 2 px either side
+    for view, (first, run) in zip((block, block[::-1], block.T, block.T[::-1]), lines, strict=True):
+        k = np.arange(view.shape[0])[:, None]  # view row k is the side's row k - 2
+        line_px = (k >= first) & (k < first + run + 4) & (run > 0)  # each run, 2 px either side
+        view[:, 2:-2][line_px] = 0.0
     return out[2:-2, 2:-2]
 
 
