@@ -340,7 +340,7 @@ def test_a_printed_box_round_the_digit_is_not_part_of_it(monkeypatch: pytest.Mon
 def test_a_page_photographed_on_a_desk_reads_as_the_page_alone(monkeypatch: pytest.MonkeyPatch) -> None:
     # given a digit on a sheet of paper lying on a desk (dark, light or grey; the page square to
     # the picture, turned, running off it, or filling it but for the corners)
-    desks = [
+    desks: list[dict[str, Any]] = [
         {"desk": "dark wood"},
         {"desk": "light wood", "turn": 5.0, "at": (1.1, 0.3)},
         {"desk": "grey", "turn": -12.0},
@@ -377,7 +377,8 @@ def test_light_ink_and_shadows_are_not_taken_for_a_page() -> None:
             np.asarray(photograph(ink, np.random.default_rng(digit), offset=(0.5, 0.5), lighting=lit).convert("L"))
             for lit in lights
         ]
-        for grey in [*light_ink, board, *dark_ink]:
+        looks: list[np.ndarray] = [*light_ink, board, *dark_ink]
+        for grey in looks:
             # then none is cut to a "page"
             assert inputs.crop_to_page(grey.astype(np.float32)) is None, digit
 
