@@ -28,7 +28,7 @@ from PIL import Image, ImageFilter
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.synthetic import boxed, encode, on_desk, photograph, ruled, shadow, vignette
+from tests.synthetic import boxed, encode, fingertip, on_desk, photograph, ruled, shadow, vignette
 
 PLAIN: dict[str, Any] = {
     "size": (400, 400),  # photo width, height
@@ -45,6 +45,7 @@ PLAIN: dict[str, Any] = {
     "line": (150, 185, 230),  # their colour (RGB): a notebook's light blue
     "box": None,  # a printed box round the digit, centred: tests.synthetic.boxed's arguments; in colour "line"
     "desk": None,  # the page photographed lying on a desk: tests.synthetic.on_desk's arguments
+    "fingertip": 0.0,  # a fingertip reaching in from an edge, this share of the side across (0: none)
     "format": "PNG",
     "quality": 90,
 }
@@ -93,6 +94,8 @@ CONDITIONS: dict[str, dict[str, Any]] = {
     "printed box, light blue": plain(box={"margin": 0.15}, line=(150, 185, 230)),
     "printed box, close round the digit": plain(box={"margin": 0.22}, line=(30, 30, 30)),
     "printed box, turned 2 degrees": plain(box={"margin": 0.15, "tilt": 2.0}, line=(30, 30, 30)),
+    "fingertip at the edge": plain(fingertip=0.12),
+    "big fingertip at the edge": plain(fingertip=0.2),
 }
 
 
@@ -128,6 +131,8 @@ def render(digit: np.ndarray, c: dict[str, Any], rng: np.random.Generator) -> by
     )
     if c["desk"]:
         photo = on_desk(photo, rng, **c["desk"])
+    if c["fingertip"]:
+        photo = fingertip(photo, rng, c["fingertip"])
     return encode(photo, c["format"], **({"quality": c["quality"]} if c["format"] == "JPEG" else {}))
 
 

@@ -214,6 +214,22 @@ def on_desk(
     return picture
 
 
+def fingertip(picture: Image.Image, rng: np.random.Generator, size: float = 0.12) -> Image.Image:
+    """``picture`` with a fingertip reaching in from a random edge (the hand holding the page): a
+    skin-coloured ellipse centred on that edge at a random place along it, ``size`` of the
+    picture's side across and twice that long, its outline softened."""
+    w, h = picture.size
+    along = float(rng.uniform(0.2, 0.8))
+    edge = int(rng.integers(4))  # bottom, top, left, right
+    cx, cy = [(along * w, h), (along * w, 0), (0, along * h), (w, along * h)][edge]
+    rx, ry = (size * w, 2 * size * h) if edge < 2 else (2 * size * w, size * h)
+    reach = Image.new("L", picture.size, 0)
+    ImageDraw.Draw(reach).ellipse((cx - rx, cy - ry, cx + rx, cy + ry), fill=255)
+    out = picture.convert("RGB")
+    out.paste(Image.new("RGB", picture.size, (214, 160, 130)), (0, 0), reach.filter(ImageFilter.GaussianBlur(3)))
+    return out
+
+
 def encode(img: Image.Image, fmt: str = "PNG", exif_orientation: int | None = None, **params: object) -> bytes:
     """Encode ``img``; with ``exif_orientation`` the pixels are stored rotated and the EXIF tag
     says how to turn them upright (6: the camera was turned 90° clockwise)."""
