@@ -89,6 +89,8 @@ PAGE_MIN_PX = 64
 BOX_BAND = 0.03
 BOX_SIDE = 0.9
 BOX_TILT = 3.0
+# A faint blob (a fingertip, a smudge): under BLOB_FAINT of the ink's strength and thicker than a pen.
+BLOB_FAINT = 0.6
 # A speck, not a digit: ink spanning under MIN_INK_FRACTION of the image's side along both axes,
 # or under MIN_INK_PX pixels and under SMALL_INK_FRACTION (a 3x3 fleck in a 28x28 image is one; a
 # 5 px "1" in it, or a "1" filling a 5x5 image or a 1100x20 strip, is not).
@@ -501,6 +503,47 @@ def _edge_width(grey: np.ndarray, hull: list[tuple[int, int]], desk: float, pape
     return widest
 
 
+def erase_faint_blobs(level: np.ndarray) -> np.ndarray:
+    """``level`` (ink 0..1, paper 0) without faint blobs reaching in from the frame: regions under
+    ``BLOB_FAINT`` of the ink's strength, two pens thick or more, touching the picture's edge (a
+    fingertip holding the page, or light left uneven at a corner), which the crop would take with
+    the digit. On a grid of cells one pen wide (``stroke_width`` of the ink over ``BLOB_FAINT``),
+    a blob is the cells 90 % faint in 2x2 blocks of such cells, connected to the grid's edge. A
+    stroke's faint anti-aliased edge, or a blurred digit's, is far thinner and lies inside the
+    picture, and the ink itself is at full strength."""
+    if min(level.shape) < PAPER_LINE_MIN_PX:
+        return level
+    faint = (level > PAPER_LINE_VISIBLE) & (level < BLOB_FAINT)
+    if np.count_nonzero(faint) < 0.01 * faint.size:
+        return level  # most photos stop here
+    pen = max(2, round(stroke_width((level >= BLOB_FAINT).astype(np.float32))))
+    h, w = level.shape
+    grid = (max(1, round(w / pen)), max(1, round(h / pen)))
+    cells = np.asarray(Image.fromarray(faint.astype(np.float32), mode="F").resize(grid, Image.Resampling.BOX))
+    faint_cells = cells > 0.9
+    # two pens thick at least: each blob cell lies in a 2x2 block of them (an opening by 2x2)
+    block = faint_cells[:-1, :-1] & faint_cells[1:, :-1] & faint_cells[:-1, 1:] & faint_cells[1:, 1:]
+    thick = np.zeros_like(faint_cells)
+    for dy, dx in ((0, 0), (1, 0), (0, 1), (1, 1)):
+        thick[dy : dy + block.shape[0], dx : dx + block.shape[1]] |= block
+    blob = np.zeros_like(thick)
+    blob[[0, -1], :], blob[:, [0, -1]] = thick[[0, -1], :], thick[:, [0, -1]]
+    while True:  # grow from the edge through thick cells (4-connected)
+        grown = blob.copy()
+        grown[1:] |= blob[:-1]
+        grown[:-1] |= blob[1:]
+        grown[:, 1:] |= blob[:, :-1]
+        grown[:, :-1] |= blob[:, 1:]
+        grown &= thick
+        if np.array_equal(grown, blob):
+            break
+        blob = grown
+    if not blob.any():
+        return level
+    near = _max_filter(blob.astype(np.float32), 3)[1:-1, 1:-1]  # and the cells round it: its soft edge
+    return np.where((_fine(near, level.shape) > 0) & faint, 0.0, level).astype(level.dtype)
+
+
 def erase_paper_lines(level: np.ndarray) -> np.ndarray:
     """``level`` (ink 0..1, paper 0) with the lines of ruled or squared paper taken out.
 
@@ -784,7 +827,8 @@ def _normalize_grey(grey: np.ndarray, light_ink: bool, even_light: bool) -> _Rea
     ink = _ink_level(grey, floor)
     if ink - floor < MIN_CONTRAST:
         raise InputError(f"no digit found: the image is blank (contrast {max(0.0, ink - floor):.0f} of 255)")
-    level = erase_printed_box(erase_paper_lines(np.clip((grey - floor) / (ink - floor), 0.0, 1.0)))
+    level = erase_faint_blobs(np.clip((grey - floor) / (ink - floor), 0.0, 1.0))
+    level = erase_printed_box(erase_paper_lines(level))
     # The ink's box: strong ink decides where the digit is (stray specks are ignored), then the
     # faint anti-aliased edge right around it is kept so a clean digit is cropped exactly.
     strong = level > 0.25

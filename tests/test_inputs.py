@@ -18,7 +18,7 @@ from PIL import Image
 from digitcloud import inputs
 from digitcloud.errors import InputError
 from tests.conftest import write_kaggle_csv
-from tests.synthetic import boxed, draw_digit, encode, on_desk, photograph, ruled, shadow, vignette
+from tests.synthetic import boxed, draw_digit, encode, fingertip, on_desk, photograph, ruled, shadow, vignette
 
 
 def load_all(images: object) -> list[inputs.Loaded]:
@@ -335,6 +335,32 @@ def test_a_printed_box_round_the_digit_is_not_part_of_it(monkeypatch: pytest.Mon
             m.setattr(inputs, "erase_printed_box", lambda level: level)
             unsearched = inputs.normalize_grey(crop)
         assert np.array_equal(inputs.normalize_grey(crop), unsearched), seed
+
+
+def test_a_fingertip_at_the_edge_is_not_part_of_the_digit(monkeypatch: pytest.MonkeyPatch) -> None:
+    # given digits photographed with a fingertip reaching in from an edge (skin: a third of the
+    # ink's strength, far thicker than a pen), clear of the digit
+    misread_without = 0
+    for digit in (2, 5, 8):
+        ink = draw_digit(digit, np.random.default_rng(digit))
+        page = photograph(ink, np.random.default_rng(digit), size=(400, 300), offset=(0.5, 0.5))
+        plain = inputs.decode(encode(page))
+        for seed in (1, 4, 5):  # fingertips from the bottom and the right
+            photo = encode(fingertip(page, np.random.default_rng(seed)))
+            # then each reads as the digit does without it
+            assert similarity(inputs.decode(photo), plain) > 0.85, (digit, seed)
+            with monkeypatch.context() as m:
+                m.setattr(inputs, "erase_faint_blobs", lambda level: level)
+                misread_without += similarity(inputs.decode(photo), plain) < 0.6
+    # where, with the fingertip kept, the crop took it along in most of them
+    assert misread_without >= 7, misread_without
+    # and a blurred digit's faint edges, inside the picture, are no blob: read as without the search
+    for digit in range(10):
+        blurred = np.asarray(draw_digit(digit, np.random.default_rng(digit)).resize((14, 14)).resize((96, 96)))
+        with monkeypatch.context() as m:
+            m.setattr(inputs, "erase_faint_blobs", lambda level: level)
+            unsearched = inputs.normalize(blurred)
+        assert np.array_equal(inputs.normalize(blurred), unsearched), digit
 
 
 def test_a_page_photographed_on_a_desk_reads_as_the_page_alone(monkeypatch: pytest.MonkeyPatch) -> None:
