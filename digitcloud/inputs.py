@@ -64,11 +64,10 @@ DARKEST_PAPER = 64.0
 # Lined or squared paper: a straight line crossing at least PAPER_LINE_SPAN of the image (turned up
 # to PAPER_LINE_TILT degrees either way) whose pixels are fainter than PAPER_LINE_FAINT of the ink's
 # is printed on the paper, not written: a digit's stroke crosses a whole image only in a close crop,
-# and then it is the ink at full strength. Images under PAPER_LINE_MIN_PX a side are not searched.
+# and then it is the ink at full strength.
 PAPER_LINE_SPAN = 0.85
 PAPER_LINE_FAINT = 0.6
 PAPER_LINE_TILT = 6.0
-PAPER_LINE_MIN_PX = 40
 PAPER_LINE_VISIBLE = 0.05  # the level a line's pixels exceed (JPEG leaves ~0.005 on plain paper)
 # A sheet of paper photographed on a desk: the desk would read as ink (or, filling the frame, as
 # the paper, the page then read as light ink). The page is the convex hull of the light pixels, when
@@ -91,6 +90,9 @@ BOX_SIDE = 0.9
 BOX_TILT = 3.0
 # A faint blob (a fingertip, a smudge): under BLOB_FAINT of the ink's strength and thicker than a pen.
 BLOB_FAINT = 0.6
+# Images under SEARCH_MIN_PX a side (MNIST's 28x28 among them) are not searched for paper lines,
+# a printed box or faint blobs.
+SEARCH_MIN_PX = 40
 # A speck, not a digit: ink spanning under MIN_INK_FRACTION of the image's side along both axes,
 # or under MIN_INK_PX pixels and under SMALL_INK_FRACTION (a 3x3 fleck in a 28x28 image is one; a
 # 5 px "1" in it, or a "1" filling a 5x5 image or a 1100x20 strip, is not).
@@ -511,7 +513,7 @@ def erase_faint_blobs(level: np.ndarray) -> np.ndarray:
     a blob is the cells 90 % faint in 2x2 blocks of such cells, connected to the grid's edge. A
     stroke's faint anti-aliased edge, or a blurred digit's, is far thinner and lies inside the
     picture, and the ink itself is at full strength."""
-    if min(level.shape) < PAPER_LINE_MIN_PX:
+    if min(level.shape) < SEARCH_MIN_PX:
         return level
     faint = (level > PAPER_LINE_VISIBLE) & (level < BLOB_FAINT)
     if np.count_nonzero(faint) < 0.01 * faint.size:
@@ -552,7 +554,7 @@ def erase_paper_lines(level: np.ndarray) -> np.ndarray:
     directions are searched (``_lines_across``) before anything is erased, so a grid's crossings
     do not break its lines; ink where a line crosses a stroke is kept, being darker than the line.
     """
-    if min(level.shape) < PAPER_LINE_MIN_PX:
+    if min(level.shape) < SEARCH_MIN_PX:
         return level
     across, down = _lines_across(level), _lines_across(level.T)
     if across is None and down is None:
@@ -657,7 +659,7 @@ def erase_printed_box(level: np.ndarray) -> np.ndarray:
     line (``_box_side``). Each line's pixels go, 2 px more either side for its anti-aliased edges;
     ink inside stays. A digit's outermost strokes do not close four straight sides (a 7's bar is
     one), so a close crop of a digit is never a box (tested)."""
-    if min(level.shape) < PAPER_LINE_MIN_PX:
+    if min(level.shape) < SEARCH_MIN_PX:
         return level
     inked = level > 0.1  # a form's light blue box is a third of the ink's strength
     rows, cols = np.flatnonzero(inked.any(1)), np.flatnonzero(inked.any(0))
