@@ -28,7 +28,7 @@ from PIL import Image, ImageFilter
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.synthetic import boxed, encode, fingertip, on_desk, photograph, ruled, shadow, vignette
+from tests.synthetic import boxed, dust, encode, fingertip, on_desk, photograph, ruled, shadow, vignette
 
 PLAIN: dict[str, Any] = {
     "size": (400, 400),  # photo width, height
@@ -46,6 +46,7 @@ PLAIN: dict[str, Any] = {
     "box": None,  # a printed box round the digit, centred: tests.synthetic.boxed's arguments; in colour "line"
     "desk": None,  # the page photographed lying on a desk: tests.synthetic.on_desk's arguments
     "fingertip": 0.0,  # a fingertip reaching in from an edge, this share of the side across (0: none)
+    "dust": 0,  # specks of dust or dirt on the photo (tests.synthetic.dust), up to 3 px across
     "format": "PNG",
     "quality": 90,
 }
@@ -96,6 +97,9 @@ CONDITIONS: dict[str, dict[str, Any]] = {
     "printed box, turned 2 degrees": plain(box={"margin": 0.15, "tilt": 2.0}, line=(30, 30, 30)),
     "fingertip at the edge": plain(fingertip=0.12),
     "big fingertip at the edge": plain(fingertip=0.2),
+    "dust specks": plain(dust=8),
+    "dust specks, thin pen": plain(dust=8, pen_change=-1.0),
+    "dust specks, small digit": plain(size=(1000, 750), height=0.15, dust=20),
 }
 
 
@@ -133,6 +137,8 @@ def render(digit: np.ndarray, c: dict[str, Any], rng: np.random.Generator) -> by
         photo = on_desk(photo, rng, **c["desk"])
     if c["fingertip"]:
         photo = fingertip(photo, rng, c["fingertip"])
+    if c["dust"]:
+        photo = dust(photo, rng, c["dust"])
     return encode(photo, c["format"], **({"quality": c["quality"]} if c["format"] == "JPEG" else {}))
 
 

@@ -90,6 +90,10 @@ BOX_SIDE = 0.9
 BOX_TILT = 3.0
 # A faint blob (a fingertip, a smudge): under BLOB_FAINT of the ink's strength and thicker than a pen.
 BLOB_FAINT = 0.6
+# Dust left out of the digit's box: small clusters (ink nowhere SPECK_SIZE + 1 to SPECK_SIZE +
+# SPECK_CLEAR px from them) with nothing but such clusters within SPECK_GAP of the longer side.
+SPECK_GAP = 0.05
+SPECK_SIZE, SPECK_CLEAR = 3, 3
 # Images under SEARCH_MIN_PX a side (MNIST's 28x28 among them) are not searched for paper lines,
 # a printed box or faint blobs.
 SEARCH_MIN_PX = 40
@@ -831,9 +835,10 @@ def _normalize_grey(grey: np.ndarray, light_ink: bool, even_light: bool) -> _Rea
         raise InputError(f"no digit found: the image is blank (contrast {max(0.0, ink - floor):.0f} of 255)")
     level = erase_faint_blobs(np.clip((grey - floor) / (ink - floor), 0.0, 1.0))
     level = erase_printed_box(erase_paper_lines(level))
-    # The ink's box: strong ink decides where the digit is (stray specks are ignored), then the
-    # faint anti-aliased edge right around it is kept so a clean digit is cropped exactly.
-    strong = level > 0.25
+    # The ink's box: strong ink decides where the digit is (faint specks are ignored, dust far from
+    # it left out), then the faint anti-aliased edge right around it is kept so a clean digit is
+    # cropped exactly.
+    strong = _without_specks(level > 0.25)
     rows, cols = np.flatnonzero(strong.any(1)), np.flatnonzero(strong.any(0))
     if rows.size == 0:
         raise InputError("no digit found: no ink stands out from the background")
@@ -868,6 +873,71 @@ def _normalize_grey(grey: np.ndarray, light_ink: bool, even_light: bool) -> _Rea
     out = np.zeros((SIZE, SIZE), dtype=np.float32)
     out[top : top + new_h, left : left + new_w] = patch
     return _Reading(np.rint(out).astype(np.uint8), may_be_lit_paper=light_ink and not ink_on_frame)
+
+
+def _without_specks(mask: np.ndarray) -> np.ndarray:
+    """``mask`` less the specks that would set its box: small clusters on the box's edge with
+    nothing but other small clusters for ``SPECK_GAP`` of the image's longer side around them.
+    Dust, or a grain of paper or noise far from the digit, would stretch the digit's box; a stroke,
+    even a thin one broken into dots, has a longer piece of itself nearby. Only the box's edges are
+    searched, again after each speck (the next of a group of specks is then on the edge), so a photo
+    without specks costs a few window sums. When only specks are set, ``mask`` as it is."""
+    far = max(3, round(SPECK_GAP * max(mask.shape)))
+    kept = mask
+    while True:
+        rows, cols = np.flatnonzero(kept.any(1)), np.flatnonzero(kept.any(0))
+        if rows.size == 0:
+            return mask
+        specks = [
+            (top, left) for top, left in _edge_clusters(kept, rows, cols) if _only_specks_near(kept, top, left, far)
+        ]
+        if not specks:
+            return kept
+        kept = kept.copy()
+        for top, left in specks:
+            kept[top : top + 5, left : left + 5] = False
+
+
+def _only_specks_near(mask: np.ndarray, top: int, left: int, far: int) -> bool:
+    """Whether every set pixel within ``far`` of the 5x5 square at (``top``, ``left``) lies in a
+    small cluster: one with no other set pixel 4 to 6 px from any of its pixels (so at most 4 px
+    across, and clear of anything else by 3 px). A stroke longer than that is no such cluster."""
+    pad = far + SPECK_SIZE + SPECK_CLEAR
+    y0, x0 = max(0, top - pad), max(0, left - pad)
+    window = mask[y0 : top + 5 + pad, x0 : left + 5 + pad]
+    small = window & (_count_within(window, SPECK_SIZE + SPECK_CLEAR) == _count_within(window, SPECK_SIZE))
+    inner = (
+        slice(top - far - y0 if top >= far else 0, top + 5 + far - y0),
+        slice(left - far - x0 if left >= far else 0, left + 5 + far - x0),
+    )
+    return not (window[inner] & ~small[inner]).any()
+
+
+def _count_within(mask: np.ndarray, r: int) -> np.ndarray:
+    """For each pixel, how many pixels of ``mask`` lie in the (2r+1)-square centred on it."""
+    h, w = mask.shape
+    total = np.pad(mask.astype(np.int32), ((r + 1, r), (r + 1, r))).cumsum(0).cumsum(1)
+    return total[2 * r + 1 :, 2 * r + 1 :] - total[:h, 2 * r + 1 :] - total[2 * r + 1 :, :w] + total[:h, :w]
+
+
+def _edge_clusters(mask: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> list[tuple[int, int]]:
+    """Where a speck setting the box's edge would be: for each run of at most 5 set pixels on the
+    box's top, bottom, left or right line (a longer run is a stroke), the top-left corner of the
+    5x5 square holding it and reaching into the box."""
+    found = []
+    for line, at, inward, along_rows in (
+        (mask[rows[0]], rows[0], 0, True),
+        (mask[rows[-1]], rows[-1], 4, True),
+        (mask[:, cols[0]], cols[0], 0, False),
+        (mask[:, cols[-1]], cols[-1], 4, False),
+    ):
+        set_at = np.flatnonzero(line)
+        for run in np.split(set_at, np.flatnonzero(np.diff(set_at) > 1) + 1):
+            if run.size <= 5:
+                across = max(0, int(run[0] + run[-1]) // 2 - 2)
+                edge = max(0, int(at) - inward)
+                found.append((edge, across) if along_rows else (across, edge))
+    return found
 
 
 def normalize_image(img: Image.Image) -> np.ndarray:

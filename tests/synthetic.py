@@ -230,6 +230,31 @@ def fingertip(picture: Image.Image, rng: np.random.Generator, size: float = 0.12
     return out
 
 
+def dust(
+    picture: Image.Image,
+    rng: np.random.Generator,
+    count: int = 12,
+    size: float = 3.0,
+    clear: tuple[float, float, float, float] | None = None,
+) -> Image.Image:
+    """``picture`` with ``count`` specks of dust or dirt on it, as a scanner's glass or a desk lamp
+    shows them: dark grey dots 1 to ``size`` px across, anywhere (one may land on the digit) but in
+    ``clear``, a box (left, top, right, bottom as shares of the picture's width and height)."""
+    out = picture.convert("RGB")
+    draw = ImageDraw.Draw(out)
+    w, h = out.size
+    placed = 0
+    while placed < count:
+        x, y = float(rng.uniform(0, w)), float(rng.uniform(0, h))
+        r = float(rng.uniform(0.5, size / 2))
+        shade = int(rng.uniform(20, 90))
+        if clear and clear[0] * w <= x <= clear[2] * w and clear[1] * h <= y <= clear[3] * h:
+            continue
+        draw.ellipse((x - r, y - r, x + r, y + r), fill=(shade, shade, shade))
+        placed += 1
+    return out
+
+
 def encode(img: Image.Image, fmt: str = "PNG", exif_orientation: int | None = None, **params: object) -> bytes:
     """Encode ``img``; with ``exif_orientation`` the pixels are stored rotated and the EXIF tag
     says how to turn them upright (6: the camera was turned 90° clockwise)."""
