@@ -305,6 +305,16 @@ def test_a_close_crop_of_a_seven_keeps_the_bar_that_crosses_it(monkeypatch: pyte
         assert np.array_equal(inputs.normalize_grey(crop), unsearched), seed
 
 
+def read_as_plain(monkeypatch: pytest.MonkeyPatch, photo: bytes, plain: np.ndarray, step: str, case: object) -> bool:
+    """Asserts that ``photo`` (a digit with something added) reads as ``plain`` (the digit alone);
+    returns whether it is misread with the pipeline step ``step`` (one that erases or leaves out
+    the addition) switched off, so a test can show the step is what made the difference."""
+    assert similarity(inputs.decode(photo), plain) > 0.85, case
+    with monkeypatch.context() as m:
+        m.setattr(inputs, step, lambda image: image)
+        return similarity(inputs.decode(photo), plain) < 0.6
+
+
 def test_a_printed_box_round_the_digit_is_not_part_of_it(monkeypatch: pytest.MonkeyPatch) -> None:
     # given digits written in a form's printed box (black, light blue, close round the digit)
     boxes = [(boxed(0.15), (30, 30, 30)), (boxed(0.15), (150, 185, 230)), (boxed(0.22, width=3), (60, 60, 60))]
@@ -317,10 +327,7 @@ def test_a_printed_box_round_the_digit_is_not_part_of_it(monkeypatch: pytest.Mon
                 ink, np.random.default_rng(digit), size=(400, 400), offset=(0.5, 0.5), ruling=box, line=line
             )
             # then each reads as the digit does on plain paper
-            assert similarity(inputs.decode(encode(photo)), plain) > 0.85, (digit, line)
-            with monkeypatch.context() as m:
-                m.setattr(inputs, "erase_printed_box", lambda level: level)
-                misread_without += similarity(inputs.decode(encode(photo)), plain) < 0.6
+            misread_without += read_as_plain(monkeypatch, encode(photo), plain, "erase_printed_box", (digit, line))
     # where, with the box kept, it was the digit's outline in most of them
     assert misread_without >= 6, misread_without
     # and an empty box is blank paper
@@ -348,10 +355,7 @@ def test_a_fingertip_at_the_edge_is_not_part_of_the_digit(monkeypatch: pytest.Mo
         for seed in (1, 4, 5):  # fingertips from the bottom and the right
             photo = encode(fingertip(page, np.random.default_rng(seed)))
             # then each reads as the digit does without it
-            assert similarity(inputs.decode(photo), plain) > 0.85, (digit, seed)
-            with monkeypatch.context() as m:
-                m.setattr(inputs, "erase_faint_blobs", lambda level: level)
-                misread_without += similarity(inputs.decode(photo), plain) < 0.6
+            misread_without += read_as_plain(monkeypatch, photo, plain, "erase_faint_blobs", (digit, seed))
     # where, with the fingertip kept, the crop took it along in most of them
     assert misread_without >= 7, misread_without
     # and a blurred digit's faint edges, inside the picture, are no blob: read as without the search
@@ -374,10 +378,7 @@ def test_dust_specks_away_from_the_digit_do_not_stretch_its_crop(monkeypatch: py
         for seed in range(3):
             photo = encode(dust(page, np.random.default_rng(seed), 8, clear=(0.2, 0.15, 0.8, 0.85)))
             # then each reads as the digit does without the dust
-            assert similarity(inputs.decode(photo), plain) > 0.85, (digit, seed)
-            with monkeypatch.context() as m:
-                m.setattr(inputs, "_without_specks", lambda mask: mask)
-                misread_without += similarity(inputs.decode(photo), plain) < 0.6
+            misread_without += read_as_plain(monkeypatch, photo, plain, "_without_specks", (digit, seed))
     # where, with the specks kept, they set the crop's box in most of them
     assert misread_without >= 6, misread_without
     # and a thin stroke broken into pieces (a pen eroded until it breaks) is no dust: each reads as
