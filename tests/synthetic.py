@@ -237,7 +237,7 @@ def dust(
     size: float = 3.0,
     clear: tuple[float, float, float, float] | None = None,
 ) -> Image.Image:
-    """``picture`` with ``count`` specks of dust or dirt on it, as a scanner's glass or a desk lamp
+    """``picture`` with ``count`` specks of dust or dirt on it, as a scanner's glass or a dirty page
     shows them: dark grey dots 1 to ``size`` px across, anywhere (one may land on the digit) but in
     ``clear``, a box (left, top, right, bottom as shares of the picture's width and height)."""
     out = picture.convert("RGB")
