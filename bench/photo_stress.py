@@ -28,7 +28,19 @@ from PIL import Image, ImageFilter
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.synthetic import boxed, dust, encode, fingertip, on_desk, photograph, ruled, shadow, vignette
+from tests.synthetic import (
+    boxed,
+    dust,
+    encode,
+    fingertip,
+    glare,
+    on_desk,
+    pen_on_page,
+    photograph,
+    ruled,
+    shadow,
+    vignette,
+)
 
 PLAIN: dict[str, Any] = {
     "size": (400, 400),  # photo width, height
@@ -47,6 +59,8 @@ PLAIN: dict[str, Any] = {
     "desk": None,  # the page photographed lying on a desk: tests.synthetic.on_desk's arguments
     "fingertip": 0.0,  # a fingertip reaching in from an edge, this share of the side across (0: none)
     "dust": 0,  # specks of dust or dirt on the photo (tests.synthetic.dust), up to 3 px across
+    "glare": 0.0,  # a lamp's highlight on glossy paper, washing this share towards white (0: none)
+    "pen_on_page": False,  # the pen lying on the page, near its top or bottom edge
     "format": "PNG",
     "quality": 90,
 }
@@ -100,6 +114,9 @@ CONDITIONS: dict[str, dict[str, Any]] = {
     "dust specks": plain(dust=8),
     "dust specks, thin pen": plain(dust=8, pen_change=-1.0),
     "dust specks, small digit": plain(size=(1000, 750), height=0.15, dust=20),
+    "glare 0.6": plain(glare=0.6),
+    "glare 0.9": plain(glare=0.9),
+    "pen lying on the page": plain(pen_on_page=True),
 }
 
 
@@ -139,6 +156,10 @@ def render(digit: np.ndarray, c: dict[str, Any], rng: np.random.Generator) -> by
         photo = fingertip(photo, rng, c["fingertip"])
     if c["dust"]:
         photo = dust(photo, rng, c["dust"])
+    if c["glare"]:
+        photo = glare(photo, rng, c["glare"])
+    if c["pen_on_page"]:
+        photo = pen_on_page(photo, rng)
     return encode(photo, c["format"], **({"quality": c["quality"]} if c["format"] == "JPEG" else {}))
 
 

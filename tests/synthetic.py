@@ -255,6 +255,29 @@ def dust(
     return out
 
 
+def glare(picture: Image.Image, rng: np.random.Generator, strength: float = 0.9) -> Image.Image:
+    """``picture`` under a soft highlight, as glossy paper reflects a lamp: an ellipse a fifth to
+    a half of the picture wide, at a random place, washed towards white by up to ``strength``."""
+    w, h = picture.size
+    cx, cy, r = rng.uniform(0.2, 0.8) * w, rng.uniform(0.2, 0.8) * h, rng.uniform(0.1, 0.25) * w
+    spot = Image.new("L", (w, h), 0)
+    ImageDraw.Draw(spot).ellipse((cx - r, cy - 0.6 * r, cx + r, cy + 0.6 * r), fill=int(255 * strength))
+    white = Image.new("RGB", (w, h), (255, 255, 255))
+    return Image.composite(white, picture.convert("RGB"), spot.filter(ImageFilter.GaussianBlur(r / 3)))
+
+
+def pen_on_page(picture: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """``picture`` with the pen that wrote the digit lying on the page: a dark rounded bar 7 % of
+    the picture's height thick and 80 % of its width long, near the top or the bottom, turned up
+    to 10 degrees."""
+    w, h = picture.size
+    y = float(rng.choice([0.1, 0.9])) * 2 * h
+    body = Image.new("L", (2 * w, 2 * h), 0)  # drawn at twice the size, for a smooth outline
+    ImageDraw.Draw(body).rounded_rectangle((0.2 * w, y - 0.07 * h, 1.8 * w, y + 0.07 * h), radius=0.06 * h, fill=255)
+    body = body.rotate(float(rng.uniform(-10, 10)), center=(w, y)).resize((w, h), Image.Resampling.LANCZOS)
+    return Image.composite(Image.new("RGB", (w, h), (30, 30, 40)), picture.convert("RGB"), body)
+
+
 def encode(img: Image.Image, fmt: str = "PNG", exif_orientation: int | None = None, **params: object) -> bytes:
     """Encode ``img``; with ``exif_orientation`` the pixels are stored rotated and the EXIF tag
     says how to turn them upright (6: the camera was turned 90° clockwise)."""
