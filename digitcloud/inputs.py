@@ -96,6 +96,14 @@ BLOB_FAINT = 0.6
 SPECK_GAP = 0.05
 SPECK_SIZE, SPECK_CLEAR = 3, 3
 SPECK_SQUARE = 5
+# A pen lying on the page above or below the digit (see _is_lying_bar): a part of the ink
+# BAR_LONG times as long as thick or more, filling BAR_FILL of that rectangle, within BAR_TILT
+# degrees of level, with the rest of the ink on one side of it, the rest's size between BAR_REST
+# of the bar's length and BAR_LONGER times less than it. Parts are found on a grid of at most
+# BAR_CELLS cells a side.
+BAR_LONG, BAR_FILL, BAR_TILT = 4.0, 0.8, 15.0
+BAR_LONGER, BAR_REST = 1.8, 0.25
+BAR_CELLS = 128
 # Images under SEARCH_MIN_PX a side (MNIST's 28x28 among them) are not searched for paper lines,
 # a printed box or faint blobs.
 SEARCH_MIN_PX = 40
@@ -838,9 +846,12 @@ def _normalize_grey(grey: np.ndarray, light_ink: bool, even_light: bool) -> _Rea
     level = erase_faint_blobs(np.clip((grey - floor) / (ink - floor), 0.0, 1.0))
     level = erase_printed_box(erase_paper_lines(level))
     # The ink's box: strong ink decides where the digit is (faint specks are ignored, dust far from
-    # it left out), then the faint anti-aliased edge right around it is kept so a clean digit is
-    # cropped exactly.
+    # it and a pen lying beside it left out), then the faint anti-aliased edge right around it is
+    # kept so a clean digit is cropped exactly.
     strong = _without_specks(level > 0.25)
+    bar = _lying_bar(strong)
+    if bar is not None:
+        strong, level = strong & ~bar, np.where(bar, 0.0, level).astype(level.dtype)
     rows, cols = np.flatnonzero(strong.any(1)), np.flatnonzero(strong.any(0))
     if rows.size == 0:
         raise InputError("no digit found: no ink stands out from the background")
@@ -923,6 +934,101 @@ def _count_within(mask: np.ndarray, r: int) -> np.ndarray:
     h, w = mask.shape
     total = np.pad(mask.astype(np.int32), ((r + 1, r), (r + 1, r))).cumsum(0).cumsum(1)
     return total[2 * r + 1 :, 2 * r + 1 :] - total[:h, 2 * r + 1 :] - total[2 * r + 1 :, :w] + total[:h, :w]
+
+
+def _lying_bar(mask: np.ndarray) -> np.ndarray | None:
+    """Where ``mask`` holds a straight bar lying above or below the digit and longer than it (the
+    pen that wrote it, lying on the page): the bar's pixels and a margin for its soft edge that
+    stops short of the other ink; None when there is none. The mask is pooled onto a grid of at
+    most ``BAR_CELLS`` cells a side, split into connected parts (``_components``), and each part
+    is tried as the bar with all other parts as the digit (``_is_lying_bar``). A digit touching
+    the bar is one part with it, and kept so.
+    """
+    cell = max(1, -(-max(mask.shape) // BAR_CELLS))
+    h, w = -(-mask.shape[0] // cell), -(-mask.shape[1] // cell)
+    padded = np.zeros((h * cell, w * cell), dtype=bool)
+    padded[: mask.shape[0], : mask.shape[1]] = mask
+    grid = np.asarray(padded.reshape(h, cell, w, cell).any(axis=(1, 3)))
+    labels, count = _components(grid)
+    if count < 2:
+        return None
+    ys, xs = np.nonzero(grid)
+    cells = np.stack([ys, xs], axis=1).astype(np.float64)
+    owner = labels[ys, xs]
+    sizes = np.bincount(owner)
+    for part in np.flatnonzero(sizes >= 2 * BAR_LONG):  # a bar is at least BAR_LONG cells by 2
+        if not _is_lying_bar(cells[owner == part], cells[owner != part]):
+            continue
+        near = _max_filter((labels == part).astype(np.float32), 3)[1:-1, 1:-1] > 0
+        near &= ~((labels > 0) & (labels != part))
+        return np.repeat(np.repeat(near, cell, axis=0), cell, axis=1)[: mask.shape[0], : mask.shape[1]]
+    return None
+
+
+def _is_lying_bar(bar: np.ndarray, rest: np.ndarray) -> bool:
+    """Whether the cells ``bar`` (row, column pairs) are a straight bar lying beside the digit, the
+    cells ``rest``. Straight: the spread of its cells along and across their main axis gives a
+    rectangle ``BAR_LONG`` times as long as it is thick, which they fill to ``BAR_FILL``, and it
+    lies within ``BAR_TILT`` degrees of level. Beside: the rest lies wholly beyond one of its long
+    sides. Longer than the digit: ``BAR_LONGER`` times the rest's size, which is ``BAR_REST`` of
+    its length at least (a "1" with a dot beside it is no pen beside a digit).
+
+    A digit's own straight strokes, lifted off the rest, fail these: a 4's stem, a 7's or a 9's
+    stand upright (so a pen lying down the picture's side, or steeper than ``BAR_TILT``, is kept
+    too); a detached top bar of a 7 or a 5, or a 2's base, is about as long as the rest is tall.
+    One MNIST 5 has a detached flag 1.8 to 2.1 times its body's size, rising 20 degrees: the tilt
+    limit keeps it.
+    """
+    centre = bar.mean(axis=0)
+    spread, axes = np.linalg.eigh(np.cov((bar - centre).T))
+    # a uniform run of n cells has variance (n^2 - 1) / 12
+    thick, long = np.sqrt(12 * np.maximum(spread, 0.0) + 1)
+    level = abs(axes[0, 1]) <= math.sin(math.radians(BAR_TILT))  # the row share of its long axis
+    if not level or long < BAR_LONG * thick or len(bar) < BAR_FILL * long * thick:
+        return False
+    across, along = ((rest - centre) @ axes).T
+    size = max(np.ptp(along), np.ptp(across)) + 1
+    beside = across.min() > thick / 2 or across.max() < -thick / 2
+    return bool(beside and BAR_REST * long <= size <= long / BAR_LONGER)
+
+
+def _components(mask: np.ndarray) -> tuple[np.ndarray, int]:
+    """The 8-connected parts of ``mask``: a label per pixel (0 off the mask, 1..count) and count.
+    Each row's runs of set pixels are joined to the runs touching them in the row above
+    (union-find over runs), so the work grows with the number of runs, not of pixels."""
+    h, w = mask.shape
+    edges = np.diff(np.pad(mask, ((0, 0), (1, 1))).astype(np.int8), axis=1)
+    run_rows, starts = np.nonzero(edges == 1)
+    ends = np.nonzero(edges == -1)[1]  # one past each run's last column
+    parent = list(range(starts.size))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    row_start = np.searchsorted(run_rows, np.arange(h + 1))
+    for y in range(1, h):
+        above, above_end = int(row_start[y - 1]), int(row_start[y])
+        for i in range(int(row_start[y]), int(row_start[y + 1])):
+            # runs above overlapping columns start - 1 .. end (8-connected)
+            while above < above_end and ends[above] < starts[i]:
+                above += 1
+            j = above
+            while j < above_end and starts[j] <= ends[i]:
+                a, b = root(i), root(j)
+                if a != b:
+                    parent[max(a, b)] = min(a, b)
+                j += 1
+    roots = np.array([root(i) for i in range(starts.size)], dtype=np.int64)
+    ids = np.unique(roots, return_inverse=True)[1] + 1
+    lengths = ends - starts
+    before = np.cumsum(lengths) - lengths  # set pixels in the runs before each run
+    pixels = np.repeat(run_rows * w + starts - before, lengths) + np.arange(int(lengths.sum()))
+    labels = np.zeros(h * w, dtype=np.int64)
+    labels[pixels] = np.repeat(ids, lengths)
+    return labels.reshape(h, w), int(ids.max()) if ids.size else 0
 
 
 def _edge_clusters(mask: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> list[tuple[int, int]]:

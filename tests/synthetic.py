@@ -38,10 +38,28 @@ TEMPLATES: dict[int, list[Stroke]] = {
     9: [_arc(0.5, 0.3, 0.24, 0.23, 0, 360, 32), [(0.74, 0.3), (0.62, 0.96)]],
 }
 
+# Digits written with a straight stroke lifted off the rest, which then stands apart as a pen lying
+# on the page would (digitcloud.inputs._is_lying_bar must keep them): name -> (digit, strokes).
+APART: dict[str, tuple[int, list[Stroke]]] = {
+    "4, stem apart": (4, [[(0.44, 0.16), (0.1, 0.66), (0.5, 0.66)], [(0.68, 0.04), (0.68, 0.96)]]),
+    "4, short arm": (4, [[(0.42, 0.3), (0.14, 0.72), (0.46, 0.72)], [(0.66, 0.04), (0.66, 0.96)]]),
+    "7, bar apart": (7, [[(0.1, 0.06), (0.7, 0.06)], [(0.86, 0.2), (0.42, 0.96)]]),
+    "5, flag apart": (5, [[(0.86, 0.04), (0.36, 0.04)], [(0.26, 0.2), *_arc(0.48, 0.68, 0.28, 0.26, 215, 500)]]),
+    "5, long flag apart": (5, [[(0.34, 0.14), (1.12, -0.04)], [(0.3, 0.32), *_arc(0.44, 0.66, 0.18, 0.18, 215, 500)]]),
+    "1, with a dot": (1, [*TEMPLATES[1], [(0.86, 0.9), (0.87, 0.9)]]),
+    "2, base apart": (2, [[*_arc(0.5, 0.3, 0.28, 0.25, 200, 380), (0.28, 0.8)], [(0.12, 0.97), (0.9, 0.97)]]),
+}
 
-def draw_digit(digit: int, rng: np.random.Generator, size: int = 112, width: float | None = None) -> Image.Image:
+
+def draw_digit(
+    digit: int,
+    rng: np.random.Generator,
+    size: int = 112,
+    width: float | None = None,
+    strokes: list[Stroke] | None = None,
+) -> Image.Image:
     """A hand-drawn-looking digit: white ink on black, ``size`` px square, with random wobble,
-    slant and stroke width."""
+    slant and stroke width; ``strokes`` in place of the digit's own (``APART``)."""
     scale = 4  # draw big, shrink with anti-aliasing
     canvas = size * scale
     img = Image.new("L", (canvas, canvas), 0)
@@ -50,7 +68,7 @@ def draw_digit(digit: int, rng: np.random.Generator, size: int = 112, width: flo
     shear = rng.uniform(-0.25, 0.1)
     sx, sy = rng.uniform(0.75, 1.0), rng.uniform(0.9, 1.0)
     stroke = (width if width is not None else rng.uniform(0.07, 0.12)) * canvas * 0.7
-    for points in TEMPLATES[digit]:
+    for points in strokes or TEMPLATES[digit]:
         pts = np.array(points) + rng.normal(0, 0.012, (len(points), 2))
         pts -= 0.5
         pts[:, 0] = pts[:, 0] * sx + shear * pts[:, 1]
