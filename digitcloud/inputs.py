@@ -242,7 +242,7 @@ def _flatten_paper(grey: np.ndarray) -> np.ndarray:
         return grey - float(np.median(values))
     keep = values <= np.percentile(values, 70)  # ink touching the frame must not tilt the plane
     coef = _fit_plane(ys[keep], xs[keep], values[keep], grey.shape)
-    yy, xx = np.mgrid[0 : grey.shape[0], 0 : grey.shape[1]]
+    yy, xx = np.ogrid[0 : grey.shape[0], 0 : grey.shape[1]]  # broadcast: the plane without two full index grids
     return (grey - _plane(coef, yy, xx, grey.shape)).astype(np.float32)
 
 
