@@ -60,7 +60,7 @@ PLAIN: dict[str, Any] = {
     "fingertip": 0.0,  # a fingertip reaching in from an edge, this share of the side across (0: none)
     "dust": 0,  # specks of dust or dirt on the photo (tests.synthetic.dust), up to 3 px across
     "glare": 0.0,  # a lamp's highlight on glossy paper, washing this share towards white (0: none)
-    "pen_on_page": False,  # the pen lying on the page, near its top or bottom edge
+    "pen_on_page": None,  # the pen lying on the page: "level" (near its top or bottom) or "upright" (a side)
     "format": "PNG",
     "quality": 90,
 }
@@ -116,7 +116,8 @@ CONDITIONS: dict[str, dict[str, Any]] = {
     "dust specks, small digit": plain(size=(1000, 750), height=0.15, dust=20),
     "glare 0.6": plain(glare=0.6),
     "glare 0.9": plain(glare=0.9),
-    "pen lying on the page": plain(pen_on_page=True),
+    "pen lying on the page": plain(pen_on_page="level"),
+    "pen lying upright beside the digit": plain(pen_on_page="upright"),
 }
 
 
@@ -159,7 +160,7 @@ def render(digit: np.ndarray, c: dict[str, Any], rng: np.random.Generator) -> by
     if c["glare"]:
         photo = glare(photo, rng, c["glare"])
     if c["pen_on_page"]:
-        photo = pen_on_page(photo, rng)
+        photo = pen_on_page(photo, rng, upright=c["pen_on_page"] == "upright")
     return encode(photo, c["format"], **({"quality": c["quality"]} if c["format"] == "JPEG" else {}))
 
 

@@ -284,10 +284,13 @@ def glare(picture: Image.Image, rng: np.random.Generator, strength: float = 0.9)
     return Image.composite(white, picture.convert("RGB"), spot.filter(ImageFilter.GaussianBlur(r / 3)))
 
 
-def pen_on_page(picture: Image.Image, rng: np.random.Generator) -> Image.Image:
+def pen_on_page(picture: Image.Image, rng: np.random.Generator, upright: bool = False) -> Image.Image:
     """``picture`` with the pen that wrote the digit lying on the page: a dark rounded bar 7 % of
     the picture's height thick and 80 % of its width long, near the top or the bottom, turned up
-    to 10 degrees."""
+    to 10 degrees; ``upright``: the same turned a quarter, near the left or the right side."""
+    if upright:
+        level = pen_on_page(picture.transpose(Image.Transpose.ROTATE_90), rng)
+        return level.transpose(Image.Transpose.ROTATE_270)
     w, h = picture.size
     y = float(rng.choice([0.1, 0.9])) * 2 * h
     body = Image.new("L", (2 * w, 2 * h), 0)  # drawn at twice the size, for a smooth outline
