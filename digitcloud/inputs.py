@@ -556,7 +556,7 @@ def erase_faint_blobs(level: np.ndarray) -> np.ndarray:
         blob = grown
     if not blob.any():
         return level
-    near = _max_filter(blob.astype(np.float32), 3)[1:-1, 1:-1]  # and the cells round it: its soft edge
+    near = _with_ring(blob).astype(np.float32)  # and the cells round it: its soft edge
     return np.where((_fine(near, level.shape) > 0) & faint, 0.0, level).astype(level.dtype)
 
 
@@ -739,6 +739,11 @@ def _max_filter(a: np.ndarray, size: int) -> np.ndarray:
     """Grey dilation by a ``size`` x ``size`` square (odd); the array grows by ``size // 2`` on
     each side so widened ink is not clipped."""
     return _sliding(np.pad(a, size - 1), size, np.max)
+
+
+def _with_ring(mask: np.ndarray) -> np.ndarray:
+    """``mask`` and every cell next to it (8-connected): a region with a margin for its soft edge."""
+    return _max_filter(mask.astype(np.float32), 3)[1:-1, 1:-1] > 0
 
 
 def widen_thin_pen(crop: np.ndarray) -> np.ndarray:
@@ -959,8 +964,7 @@ def _lying_bar(mask: np.ndarray) -> np.ndarray | None:
     for part in np.flatnonzero(sizes >= 2 * BAR_LONG):  # a bar is at least BAR_LONG cells by 2
         if not _is_lying_bar(cells[owner == part], cells[owner != part]):
             continue
-        near = _max_filter((labels == part).astype(np.float32), 3)[1:-1, 1:-1] > 0
-        near &= ~((labels > 0) & (labels != part))
+        near = _with_ring(labels == part) & ~((labels > 0) & (labels != part))
         return np.repeat(np.repeat(near, cell, axis=0), cell, axis=1)[: mask.shape[0], : mask.shape[1]]
     return None
 

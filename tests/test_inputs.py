@@ -319,6 +319,20 @@ def test_a_close_crop_of_a_seven_keeps_the_bar_that_crosses_it(monkeypatch: pyte
         assert np.array_equal(inputs.normalize_grey(crop), unsearched), seed
 
 
+def read_without(
+    monkeypatch: pytest.MonkeyPatch,
+    read: Callable[[Any], np.ndarray],
+    image: Any,
+    step: str,
+    off: Callable[[Any], Any] = lambda image: image,
+) -> np.ndarray:
+    """``read(image)`` with the pipeline step ``step`` switched off, i.e. replaced by ``off`` (by
+    default it hands its input back unchanged)."""
+    with monkeypatch.context() as m:
+        m.setattr(inputs, step, off)
+        return read(image)
+
+
 def read_as_plain(
     monkeypatch: pytest.MonkeyPatch,
     photo: bytes,
@@ -332,9 +346,7 @@ def read_as_plain(
     the addition) switched off, i.e. replaced by ``off``, so a test can show the step is what made
     the difference."""
     assert similarity(inputs.decode(photo), plain) > 0.85, case
-    with monkeypatch.context() as m:
-        m.setattr(inputs, step, off)
-        return similarity(inputs.decode(photo), plain) < 0.6
+    return similarity(read_without(monkeypatch, inputs.decode, photo, step, off), plain) < 0.6
 
 
 def test_a_printed_box_round_the_digit_is_not_part_of_it(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -360,9 +372,7 @@ def test_a_printed_box_round_the_digit_is_not_part_of_it(monkeypatch: pytest.Mon
     for seed in range(30):
         photo = photograph(draw_digit(seed % 10, np.random.default_rng(seed)), np.random.default_rng(seed))
         crop = close_crop(photo)
-        with monkeypatch.context() as m:
-            m.setattr(inputs, "erase_printed_box", lambda level: level)
-            unsearched = inputs.normalize_grey(crop)
+        unsearched = read_without(monkeypatch, inputs.normalize_grey, crop, "erase_printed_box")
         assert np.array_equal(inputs.normalize_grey(crop), unsearched), seed
 
 
@@ -383,9 +393,7 @@ def test_a_fingertip_at_the_edge_is_not_part_of_the_digit(monkeypatch: pytest.Mo
     # and a blurred digit's faint edges, inside the picture, are no blob: read as without the search
     for digit in range(10):
         blurred = np.asarray(draw_digit(digit, np.random.default_rng(digit)).resize((14, 14)).resize((96, 96)))
-        with monkeypatch.context() as m:
-            m.setattr(inputs, "erase_faint_blobs", lambda level: level)
-            unsearched = inputs.normalize(blurred)
+        unsearched = read_without(monkeypatch, inputs.normalize, blurred, "erase_faint_blobs")
         assert np.array_equal(inputs.normalize(blurred), unsearched), digit
 
 
@@ -409,9 +417,7 @@ def test_dust_specks_away_from_the_digit_do_not_stretch_its_crop(monkeypatch: py
         ink = draw_digit(seed % 10, np.random.default_rng(seed), size=280, width=0.06).filter(ImageFilter.MinFilter(9))
         small = ink.resize((112, 112), Image.Resampling.LANCZOS)
         photo = encode(photograph(small, np.random.default_rng(seed), size=(300, 300)))
-        with monkeypatch.context() as m:
-            m.setattr(inputs, "_without_specks", lambda mask: mask)
-            unsearched = inputs.decode(photo)
+        unsearched = read_without(monkeypatch, inputs.decode, photo, "_without_specks")
         assert np.array_equal(inputs.decode(photo), unsearched), seed
 
 
@@ -447,9 +453,8 @@ def test_a_pen_lying_above_or_below_the_digit_is_not_part_of_it(monkeypatch: pyt
             searched.clear()
             read = inputs.decode(photo)
             assert searched, (name, seed)
-            with monkeypatch.context() as m:
-                m.setattr(inputs, "_lying_bar", lambda mask: None)
-                assert np.array_equal(read, inputs.decode(photo)), (name, seed)
+            unsearched = read_without(monkeypatch, inputs.decode, photo, "_lying_bar", off=lambda mask: None)
+            assert np.array_equal(read, unsearched), (name, seed)
 
 
 def test_a_page_photographed_on_a_desk_reads_as_the_page_alone(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -472,9 +477,8 @@ def test_a_page_photographed_on_a_desk_reads_as_the_page_alone(monkeypatch: pyte
             alone = inputs.decode(encode(photograph(turned, np.random.default_rng(digit), size=(400, 300))))
             # then it reads as the digit on the page alone does (turned as much)
             assert similarity(inputs.decode(photo), alone) > 0.85, (digit, desk)
-            with monkeypatch.context() as m:
-                m.setattr(inputs, "crop_to_page", lambda grey: None)
-                misread_without += similarity(inputs.decode(photo), alone) < 0.6
+            uncut = read_without(monkeypatch, inputs.decode, photo, "crop_to_page", off=lambda grey: None)
+            misread_without += similarity(uncut, alone) < 0.6
     # where, without the cut to the page, the desk was read as ink in most of them
     assert misread_without >= 10, misread_without
 
