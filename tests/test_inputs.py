@@ -8,7 +8,7 @@ import io
 import struct
 import threading
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -349,6 +349,22 @@ def read_as_plain(
     return similarity(read_without(monkeypatch, inputs.decode, photo, step, off), plain) < 0.6
 
 
+def count_misread_without(
+    monkeypatch: pytest.MonkeyPatch,
+    page: Image.Image,
+    add: Callable[[Image.Image, np.random.Generator], Image.Image],
+    seeds: Iterable[int],
+    step: str,
+    case: object,
+    off: Callable[[Any], Any] = lambda image: image,
+) -> int:
+    """``read_as_plain`` for each photo ``add(page, rng(seed))``, ``page`` being the digit alone:
+    how many of them are misread with ``step`` switched off."""
+    plain = inputs.decode(encode(page))
+    photos = ((seed, encode(add(page, np.random.default_rng(seed)))) for seed in seeds)
+    return sum(read_as_plain(monkeypatch, photo, plain, step, (case, seed), off) for seed, photo in photos)
+
+
 def test_a_printed_box_round_the_digit_is_not_part_of_it(monkeypatch: pytest.MonkeyPatch) -> None:
     # given digits written in a form's printed box (black, light blue, close round the digit)
     boxes = [(boxed(0.15), (30, 30, 30)), (boxed(0.15), (150, 185, 230)), (boxed(0.22, width=3), (60, 60, 60))]
@@ -383,11 +399,8 @@ def test_a_fingertip_at_the_edge_is_not_part_of_the_digit(monkeypatch: pytest.Mo
     for digit in (2, 5, 8):
         ink = draw_digit(digit, np.random.default_rng(digit))
         page = photograph(ink, np.random.default_rng(digit), size=(400, 300), offset=(0.5, 0.5))
-        plain = inputs.decode(encode(page))
-        for seed in (1, 4, 5):  # fingertips from the bottom and the right
-            photo = encode(fingertip(page, np.random.default_rng(seed)))
-            # then each reads as the digit does without it
-            misread_without += read_as_plain(monkeypatch, photo, plain, "erase_faint_blobs", (digit, seed))
+        # then each reads as the digit does without it (fingertips from the bottom and the right)
+        misread_without += count_misread_without(monkeypatch, page, fingertip, (1, 4, 5), "erase_faint_blobs", digit)
     # where, with the fingertip kept, the crop took it along in most of them
     assert misread_without >= 7, misread_without
     # and a blurred digit's faint edges, inside the picture, are no blob: read as without the search
@@ -404,11 +417,9 @@ def test_dust_specks_away_from_the_digit_do_not_stretch_its_crop(monkeypatch: py
     for digit in (1, 4, 7):
         ink = draw_digit(digit, np.random.default_rng(digit), width=0.05)
         page = photograph(ink, np.random.default_rng(digit), size=(400, 300), offset=(0.5, 0.5))
-        plain = inputs.decode(encode(page))
-        for seed in range(3):
-            photo = encode(dust(page, np.random.default_rng(seed), 8, clear=(0.2, 0.15, 0.8, 0.85)))
-            # then each reads as the digit does without the dust
-            misread_without += read_as_plain(monkeypatch, photo, plain, "_without_specks", (digit, seed))
+        specks = functools.partial(dust, count=8, clear=(0.2, 0.15, 0.8, 0.85))
+        # then each reads as the digit does without the dust
+        misread_without += count_misread_without(monkeypatch, page, specks, range(3), "_without_specks", digit)
     # where, with the specks kept, they set the crop's box in most of them
     assert misread_without >= 6, misread_without
     # and a thin stroke broken into pieces (a pen eroded until it breaks) is no dust: each reads as
@@ -428,13 +439,10 @@ def test_a_pen_lying_above_or_below_the_digit_is_not_part_of_it(monkeypatch: pyt
     for digit in (2, 5, 8):
         ink = draw_digit(digit, np.random.default_rng(digit))
         page = photograph(ink, np.random.default_rng(digit), size=(400, 400), digit_height=0.5, offset=(0.5, 0.5))
-        plain = inputs.decode(encode(page))
-        for seed in range(3):
-            photo = encode(pen_on_page(page, np.random.default_rng(seed)))
-            # then each reads as the digit does without the pen
-            misread_without += read_as_plain(
-                monkeypatch, photo, plain, "_lying_bar", (digit, seed), off=lambda mask: None
-            )
+        # then each reads as the digit does without the pen
+        misread_without += count_misread_without(
+            monkeypatch, page, pen_on_page, range(3), "_lying_bar", digit, lambda mask: None
+        )
     # where, with the pen kept, the crop took it with the digit in most of them
     assert misread_without >= 6, misread_without
     # and a digit with a straight stroke lifted off the rest (a 4's stem, a 7's bar, a 2's base)
