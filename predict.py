@@ -11,7 +11,7 @@ from typing import Optional
 import cog
 from cog import BaseModel, BaseRunner, Input, Path
 
-from digitcloud import inputs, model
+from digitcloud import digits_file, inputs, model
 
 
 class Output(BaseModel):
@@ -36,7 +36,7 @@ class Runner(BaseRunner):
     ) -> Output:
         try:
             if digits is not None and image is None:
-                batch = await asyncio.to_thread(inputs.read_digits_file, digits)
+                batch = await asyncio.to_thread(digits_file.read_digits_file, digits)
             elif image is not None and digits is None:
                 batch = await asyncio.to_thread(inputs.decode_file, image)
             else:

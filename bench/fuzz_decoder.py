@@ -7,7 +7,7 @@ Not part of the test suite (tests/test_fuzz.py runs the hypothesis fuzzers there
 byte picks a target, the rest is its input:
 
     0  inputs.decode(bytes)                 any image bytes
-    1  inputs.read_digits_file(path)        .npy / .npz batch files
+    1  digits_file.read_digits_file(path)        .npy / .npz batch files
     2  contract.parse_output(json)          a prediction's output, as JSON text
     3  Kaggle CSV rows through expand/load  CSV text or bytes
     4  a numpy array of any dtype/shape     expand + load
@@ -37,7 +37,7 @@ with atheris.instrument_imports(include=["digitcloud", "PIL", "zipfile", "csv"])
     import numpy as np
     from PIL import Image
 
-    from digitcloud import contract, inputs
+    from digitcloud import contract, digits_file, inputs
     from digitcloud.errors import CloudError, InputError
 
     Image.init()  # Pillow imports its format plugins lazily: import them here, instrumented
@@ -64,7 +64,7 @@ def run_one(data: bytes) -> None:
     elif target == 1:
         path = WORK / "batch.bin"
         path.write_bytes(body)
-        batch = inputs.read_digits_file(path)
+        batch = digits_file.read_digits_file(path)
         assert batch.dtype == np.uint8 and batch.shape[1:] == (28, 28), batch.shape
     elif target == 2:
         try:
@@ -134,8 +134,8 @@ def seeds(folder: Path) -> None:
     row = ("1," + ",".join(["0"] * 300 + ["200"] * 30 + ["0"] * 454) + "\n").encode()
     corpus = {f"image-{k}": b"\0" + v for k, v in images.items()}
     corpus |= {
-        "npy": b"\1" + inputs.write_digits_file(batch),
-        "npz": b"\1" + inputs.write_digits_file(batch, compressed=True),
+        "npy": b"\1" + digits_file.write_digits_file(batch),
+        "npz": b"\1" + digits_file.write_digits_file(batch, compressed=True),
         "output": b"\2" + output,
         "csv": b"\3" + row * 2,
         "array": b"\4" + bytes([0, 28, 28]) + batch.tobytes()[:784],

@@ -45,7 +45,7 @@ def import_seconds(repeats: int = 5) -> float:
 
 def make_digits(n: int) -> np.ndarray:
     """``n`` MNIST-style digits drawn by the project (256 distinct ones, tiled)."""
-    from digitcloud.inputs import normalize_grey
+    from digitcloud.photo import normalize_grey
     from tests.synthetic import draw_digit
 
     rng = np.random.default_rng(0)

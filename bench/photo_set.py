@@ -130,10 +130,10 @@ def main() -> None:
     p.add_argument("--engines", action="store_true", help="also run the photos through onnxruntime (CPU)")
     args = p.parse_args()
 
-    from digitcloud import inputs
+    from digitcloud import photo
 
     if args.no_pen_widening:
-        inputs.THIN_PEN = 0.0  # the forked workers inherit it
+        photo.THIN_PEN = 0.0  # the forked workers inherit it
 
     from digitcloud import model
     from train.data import read_mnist_idx

@@ -46,7 +46,7 @@ def main() -> None:
     import torch
     from cog import Path as CogPath
 
-    from digitcloud.inputs import write_digits_file
+    from digitcloud.digits_file import write_digits_file
     from predict import Runner
 
     batch = make_batch(args.digits)

@@ -26,8 +26,8 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from digitcloud.inputs import normalize_grey
 from digitcloud.model import load_model, predict_probabilities
+from digitcloud.photo import normalize_grey
 from tests.conftest import stroke_digits
 
 

@@ -8,8 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from digitcloud.digits_file import MAX_BATCH_DIGITS  # the most digits one prediction may carry
 from digitcloud.errors import ConfigError
-from digitcloud.inputs import MAX_BATCH_DIGITS  # the most digits one prediction may carry
 
 BACKENDS = ("auto", "cloud", "local")
 LOCAL_ENGINES = ("auto", "onnxruntime", "torch")

@@ -1,6 +1,6 @@
 """Wire contract v1, the client's side: encode a batch for predict.py and check what comes back.
 
-The predictor's side is ``predict.py`` (with ``inputs.read_digits_file`` and
+The predictor's side is ``predict.py`` (with ``digits_file.read_digits_file`` and
 ``model.prediction_entries``); the README's "Wire contract v1" section describes both.
 """
 
@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from digitcloud.digits_file import write_digits_file
 from digitcloud.errors import CloudError
-from digitcloud.inputs import write_digits_file
 
 VERSION = 1
 

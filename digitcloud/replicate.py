@@ -43,6 +43,7 @@ from requests.utils import guess_json_utf
 
 from digitcloud import contract
 from digitcloud.config import DEFAULT_BASE_URL, Secret, Target
+from digitcloud.digits_file import write_digits_file
 from digitcloud.errors import (
     AuthenticationError,
     CloudError,
@@ -50,7 +51,6 @@ from digitcloud.errors import (
     ConfigError,
     PredictionFailedError,
 )
-from digitcloud.inputs import write_digits_file
 from digitcloud.retrying import CircuitBreaker, Deadline, RetryPolicy, parse_http_date, parse_retry_after
 from digitcloud.sessions import (
     InFlight,

@@ -46,7 +46,7 @@ def rng() -> np.random.Generator:
 
 def stroke_digits(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """``n`` drawn digits normalised to MNIST style, and their labels (0..9 cycling)."""
-    from digitcloud.inputs import normalize_grey
+    from digitcloud.photo import normalize_grey
 
     rng = np.random.default_rng(seed)
     labels = np.arange(n) % 10

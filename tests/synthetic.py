@@ -39,7 +39,7 @@ TEMPLATES: dict[int, list[Stroke]] = {
 }
 
 # Digits written with a straight stroke lifted off the rest, which then stands apart as a pen lying
-# on the page would (digitcloud.inputs._is_lying_bar must keep them): name -> (digit, strokes).
+# on the page would (digitcloud.clutter._is_lying_bar must keep them): name -> (digit, strokes).
 APART: dict[str, tuple[int, list[Stroke]]] = {
     "4, stem apart": (4, [[(0.44, 0.16), (0.1, 0.66), (0.5, 0.66)], [(0.68, 0.04), (0.68, 0.96)]]),
     "4, short arm": (4, [[(0.42, 0.3), (0.14, 0.72), (0.46, 0.72)], [(0.66, 0.04), (0.66, 0.96)]]),

@@ -39,7 +39,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from PIL import Image
 
-from digitcloud import contract, inputs
+from digitcloud import contract, digits_file, inputs
 from digitcloud.errors import CloudError, InputError
 from digitcloud.model import prediction_entries
 from tests.synthetic import draw_digit, encode
@@ -222,7 +222,7 @@ def test_png_headers_declaring_any_size_are_refused_or_decoded_cheaply(
 
 _RSS_PROBE = r"""
 import json, resource, struct, sys, zlib
-from digitcloud import inputs
+from digitcloud import digits_file, inputs
 from digitcloud.errors import InputError
 
 def png(width, height):
@@ -256,7 +256,7 @@ if case == "claims":
         with open(path, "wb") as f:
             f.write(npy(count))
         try:
-            outcomes.append(str(inputs.read_digits_file(path).shape))
+            outcomes.append(str(digits_file.read_digits_file(path).shape))
         except InputError as exc:
             outcomes.append(exc.reason)
 else:
@@ -468,8 +468,8 @@ def _batch(n: int = 3) -> np.ndarray:
 
 
 BATCH_SEEDS = [
-    inputs.write_digits_file(_batch(3)),
-    inputs.write_digits_file(_batch(2), compressed=True),
+    digits_file.write_digits_file(_batch(3)),
+    digits_file.write_digits_file(_batch(2), compressed=True),
 ]
 
 
@@ -525,7 +525,7 @@ def _read_batch(path: Path, data: bytes) -> None:
     try:
         with time_limit(), no_numeric_warnings():
             try:
-                batch = inputs.read_digits_file(path)
+                batch = digits_file.read_digits_file(path)
             except InputError as exc:
                 assert exc.reason
                 batch = None
@@ -548,7 +548,7 @@ def test_batch_seed_files_round_trip(tmp_path: Path) -> None:
     for n, data in zip((3, 2), BATCH_SEEDS, strict=True):
         path = tmp_path / "b.npz"
         path.write_bytes(data)
-        np.testing.assert_array_equal(inputs.read_digits_file(path), _batch(n))
+        np.testing.assert_array_equal(digits_file.read_digits_file(path), _batch(n))
 
 
 # ----------------------------------------------------------------------------- URL downloads
@@ -759,7 +759,7 @@ def test_regression_bad_batch_files(tmp_path: Path, name: str) -> None:
     data, expected = BAD_BATCH_FILES[name]
     path = tmp_path / "batch.bin"
     path.write_bytes(data)
-    error, peak = _traced_peak(lambda: inputs.read_digits_file(path))
+    error, peak = _traced_peak(lambda: digits_file.read_digits_file(path))
     assert isinstance(error, InputError) and expected in error.reason, error
     assert peak < 2**20, f"{peak:,} B allocated"
 

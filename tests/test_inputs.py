@@ -16,7 +16,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFilter
 
-from digitcloud import inputs
+import digitcloud.paper
+import digitcloud.photo
+from digitcloud import clutter, inputs, morphology
 from digitcloud.errors import InputError
 from tests.conftest import write_kaggle_csv
 from tests.synthetic import (
@@ -274,9 +276,9 @@ def test_a_close_crop_of_a_bold_one_stays_dark_ink() -> None:
     # looks unevenly lit and the local paper (windows no wider than the stroke) calls the ink light
     photo = photograph(draw_digit(1, np.random.default_rng(161)), np.random.default_rng(161))
     crop = close_crop(photo)
-    assert inputs._uneven_light(crop) and inputs._ink_is_light_locally(crop)
+    assert digitcloud.paper.uneven_light(crop) and digitcloud.paper.ink_is_light_locally(crop)
     # then it still reads as the dark "1" of the whole photo, not as a notch of paper
-    assert similarity(inputs.normalize_grey(crop), inputs.normalize(photo)) > 0.85
+    assert similarity(digitcloud.photo.normalize_grey(crop), inputs.normalize(photo)) > 0.85
 
 
 def test_ruled_and_squared_paper_read_as_plain_paper() -> None:
@@ -305,18 +307,18 @@ def test_ruled_and_squared_paper_read_as_plain_paper() -> None:
 
 def test_a_close_crop_of_a_seven_keeps_the_bar_that_crosses_it(monkeypatch: pytest.MonkeyPatch) -> None:
     # given 7s cropped at their ink: each bar crosses the whole crop, as a line of ruled paper does
-    erase_paper_lines = inputs.erase_paper_lines
+    erase_paper_lines = clutter.erase_paper_lines
     for seed in range(4):
         photo = photograph(draw_digit(7, np.random.default_rng(seed), width=0.05), np.random.default_rng(seed))
         crop = close_crop(photo)
         with monkeypatch.context() as m:
-            m.setattr(inputs, "erase_paper_lines", lambda level: level)
-            unsearched = inputs.normalize_grey(crop)
-            m.setattr(inputs, "erase_paper_lines", erase_paper_lines)
-            m.setattr(inputs, "PAPER_LINE_FAINT", 1.0)
-            assert not np.array_equal(inputs.normalize_grey(crop), unsearched)  # a line but for its strength
+            m.setattr(clutter, "erase_paper_lines", lambda level: level)
+            unsearched = digitcloud.photo.normalize_grey(crop)
+            m.setattr(clutter, "erase_paper_lines", erase_paper_lines)
+            m.setattr(clutter, "PAPER_LINE_FAINT", 1.0)
+            assert not np.array_equal(digitcloud.photo.normalize_grey(crop), unsearched)  # a line but for its strength
         # then each is read exactly as without the search for lines: the bar is full ink, no faint line
-        assert np.array_equal(inputs.normalize_grey(crop), unsearched), seed
+        assert np.array_equal(digitcloud.photo.normalize_grey(crop), unsearched), seed
 
 
 def read_without(
@@ -326,10 +328,10 @@ def read_without(
     step: str,
     off: Callable[[Any], Any] = lambda image: image,
 ) -> np.ndarray:
-    """``read(image)`` with the pipeline step ``step`` switched off, i.e. replaced by ``off`` (by
-    default it hands its input back unchanged)."""
+    """``read(image)`` with the pipeline step ``step`` (a function in ``digitcloud.clutter``)
+    switched off, i.e. replaced by ``off`` (by default it hands its input back unchanged)."""
     with monkeypatch.context() as m:
-        m.setattr(inputs, step, off)
+        m.setattr(clutter, step, off)
         return read(image)
 
 
@@ -388,8 +390,8 @@ def test_a_printed_box_round_the_digit_is_not_part_of_it(monkeypatch: pytest.Mon
     for seed in range(30):
         photo = photograph(draw_digit(seed % 10, np.random.default_rng(seed)), np.random.default_rng(seed))
         crop = close_crop(photo)
-        unsearched = read_without(monkeypatch, inputs.normalize_grey, crop, "erase_printed_box")
-        assert np.array_equal(inputs.normalize_grey(crop), unsearched), seed
+        unsearched = read_without(monkeypatch, digitcloud.photo.normalize_grey, crop, "erase_printed_box")
+        assert np.array_equal(digitcloud.photo.normalize_grey(crop), unsearched), seed
 
 
 def test_a_fingertip_at_the_edge_is_not_part_of_the_digit(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -419,7 +421,7 @@ def test_dust_specks_away_from_the_digit_do_not_stretch_its_crop(monkeypatch: py
         page = photograph(ink, np.random.default_rng(digit), size=(400, 300), offset=(0.5, 0.5))
         specks = functools.partial(dust, count=8, clear=(0.2, 0.15, 0.8, 0.85))
         # then each reads as the digit does without the dust
-        misread_without += count_misread_without(monkeypatch, page, specks, range(3), "_without_specks", digit)
+        misread_without += count_misread_without(monkeypatch, page, specks, range(3), "without_specks", digit)
     # where, with the specks kept, they set the crop's box in most of them
     assert misread_without >= 6, misread_without
     # and a thin stroke broken into pieces (a pen eroded until it breaks) is no dust: each reads as
@@ -428,7 +430,7 @@ def test_dust_specks_away_from_the_digit_do_not_stretch_its_crop(monkeypatch: py
         ink = draw_digit(seed % 10, np.random.default_rng(seed), size=280, width=0.06).filter(ImageFilter.MinFilter(9))
         small = ink.resize((112, 112), Image.Resampling.LANCZOS)
         photo = encode(photograph(small, np.random.default_rng(seed), size=(300, 300)))
-        unsearched = read_without(monkeypatch, inputs.decode, photo, "_without_specks")
+        unsearched = read_without(monkeypatch, inputs.decode, photo, "without_specks")
         assert np.array_equal(inputs.decode(photo), unsearched), seed
 
 
@@ -441,19 +443,19 @@ def test_a_pen_lying_above_or_below_the_digit_is_not_part_of_it(monkeypatch: pyt
         page = photograph(ink, np.random.default_rng(digit), size=(400, 400), digit_height=0.5, offset=(0.5, 0.5))
         # then each reads as the digit does without the pen
         misread_without += count_misread_without(
-            monkeypatch, page, pen_on_page, range(3), "_lying_bar", digit, lambda mask: None
+            monkeypatch, page, pen_on_page, range(3), "lying_bar", digit, lambda mask: None
         )
     # where, with the pen kept, the crop took it with the digit in most of them
     assert misread_without >= 6, misread_without
     # and a digit with a straight stroke lifted off the rest (a 4's stem, a 7's bar, a 2's base)
     # is searched, its parts being apart, and reads as without the search
-    real, searched = inputs._is_lying_bar, []
+    real, searched = clutter._is_lying_bar, []
 
     def counted(bar: np.ndarray, rest: np.ndarray) -> bool:
         searched.append(bar)
         return real(bar, rest)
 
-    monkeypatch.setattr(inputs, "_is_lying_bar", counted)
+    monkeypatch.setattr(clutter, "_is_lying_bar", counted)
     for name, (digit, strokes) in APART.items():
         for seed in range(4):
             ink = draw_digit(digit, np.random.default_rng(seed), width=0.06, strokes=strokes)
@@ -461,7 +463,7 @@ def test_a_pen_lying_above_or_below_the_digit_is_not_part_of_it(monkeypatch: pyt
             searched.clear()
             read = inputs.decode(photo)
             assert searched, (name, seed)
-            unsearched = read_without(monkeypatch, inputs.decode, photo, "_lying_bar", off=lambda mask: None)
+            unsearched = read_without(monkeypatch, inputs.decode, photo, "lying_bar", off=lambda mask: None)
             assert np.array_equal(read, unsearched), (name, seed)
 
 
@@ -507,7 +509,7 @@ def test_light_ink_and_shadows_are_not_taken_for_a_page() -> None:
         looks: list[np.ndarray] = [*light_ink, board, *dark_ink]
         for grey in looks:
             # then none is cut to a "page"
-            assert inputs.crop_to_page(grey.astype(np.float32)) is None, digit
+            assert clutter.crop_to_page(grey.astype(np.float32)) is None, digit
 
 
 def test_chalk_on_a_board_mostly_in_shadow_is_light_ink() -> None:
@@ -800,7 +802,7 @@ def test_batch_fast_path_matches_one_at_a_time(digits: tuple[np.ndarray, np.ndar
     images[3] = np.roll(images[3], 4, axis=1)
     images[5] = 255 - images[5]
     images[7] = 0
-    assert list(inputs.mnist_shaped(images)) == [i not in (3, 5, 7) for i in range(12)]
+    assert list(digitcloud.photo.mnist_shaped(images)) == [i not in (3, 5, 7) for i in range(12)]
     # when the batch is expanded at once, then each digit equals the one-at-a-time answer
     together = load_all(images)
     for i, item in enumerate(together):
@@ -825,7 +827,7 @@ def test_formats_outside_the_allow_list_are_refused(seven: Image.Image, fmt: str
 def test_stroke_width_measures_a_pen() -> None:
     strip = np.zeros((100, 100), dtype=np.float32)
     strip[10:90, 40:46] = 1.0  # a 6 px wide stroke
-    assert inputs.stroke_width(strip) == pytest.approx(6.0, rel=0.1)
+    assert morphology.stroke_width(strip) == pytest.approx(6.0, rel=0.1)
 
 
 def test_a_thin_pen_is_widened_and_a_normal_one_left_alone() -> None:
@@ -833,9 +835,9 @@ def test_a_thin_pen_is_widened_and_a_normal_one_left_alone() -> None:
     radius = np.hypot(yy - 80, xx - 80)
     normal = ((radius > 55) & (radius < 75)).astype(np.float32)  # pen 20 px of 150: 13 %, MNIST's median
     thin = ((radius > 70) & (radius < 74)).astype(np.float32)  # 4 px: 2.7 %, a ballpoint on a big digit
-    assert inputs.widen_thin_pen(normal) is normal
-    widened = inputs.widen_thin_pen(thin)
-    assert inputs.stroke_width(widened) / max(widened.shape) >= inputs.THIN_PEN
+    assert digitcloud.photo.widen_thin_pen(normal) is normal
+    widened = digitcloud.photo.widen_thin_pen(thin)
+    assert morphology.stroke_width(widened) / max(widened.shape) >= digitcloud.photo.THIN_PEN
     assert widened.shape[0] > thin.shape[0]  # grown at the edges, not clipped
 
 

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import requests
 
-from digitcloud import Client, inputs
+from digitcloud import Client, digits_file, inputs
 from digitcloud.model import WEIGHTS
 from tests.conftest import ROOT, stroke_digits
 
@@ -94,7 +94,7 @@ def test_raw_photo_gives_the_same_answer_as_local(cog_server: str) -> None:
 
 @pytest.mark.parametrize("compressed", [False, True], ids=["npy", "npz"])
 def test_batch_of_thousands_matches_local_exactly(cog_server: str, many_digits: np.ndarray, compressed: bool) -> None:
-    blob = inputs.write_digits_file(many_digits, compressed=compressed)
+    blob = digits_file.write_digits_file(many_digits, compressed=compressed)
     out = predict(cog_server, {"digits": data_uri(blob)})
     assert out["status"] == "succeeded", out.get("error")
     entries = out["output"]["predictions"]
@@ -161,7 +161,7 @@ def test_concurrent_requests_each_get_their_own_answers(cog_server: str, many_di
 
     def send(i: int) -> None:
         answers[i] = predict(
-            cog_server, {"digits": data_uri(inputs.write_digits_file(batches[i])), "request_id": str(i)}
+            cog_server, {"digits": data_uri(digits_file.write_digits_file(batches[i])), "request_id": str(i)}
         )
 
     threads = [threading.Thread(target=send, args=(i,)) for i in range(len(batches))]
@@ -178,12 +178,12 @@ def test_concurrent_requests_each_get_their_own_answers(cog_server: str, many_di
 def test_read_digits_file_round_trips_and_refuses_from_the_header(tmp_path: Path, many_digits: np.ndarray) -> None:
     for compressed in (False, True):
         path = tmp_path / ("b.npz" if compressed else "b.npy")
-        path.write_bytes(inputs.write_digits_file(many_digits[:50], compressed=compressed))
-        np.testing.assert_array_equal(inputs.read_digits_file(path), many_digits[:50])
+        path.write_bytes(digits_file.write_digits_file(many_digits[:50], compressed=compressed))
+        np.testing.assert_array_equal(digits_file.read_digits_file(path), many_digits[:50])
     fortran = tmp_path / "f.npy"
     np.save(fortran, np.asfortranarray(many_digits[:5]))
-    np.testing.assert_array_equal(inputs.read_digits_file(fortran), many_digits[:5])
+    np.testing.assert_array_equal(digits_file.read_digits_file(fortran), many_digits[:5])
     with pytest.raises(inputs.InputError, match="batch too large"):
-        inputs.read_digits_file(tmp_path / "b.npy", max_digits=10)
+        digits_file.read_digits_file(tmp_path / "b.npy", max_digits=10)
     with pytest.raises(inputs.InputError, match="batch too large"):
-        inputs.read_digits_file(tmp_path / "b.npz", max_digits=10)
+        digits_file.read_digits_file(tmp_path / "b.npz", max_digits=10)

@@ -46,7 +46,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 
-from digitcloud import inputs
+from digitcloud import digits_file
 from digitcloud.model import prediction_entries
 from tests.fakes import openapi
 
@@ -210,7 +210,7 @@ class FakeReplicate:
             path = f"{tmp}/digits.npz"
             with open(path, "wb") as f:
                 f.write(blob)
-            return inputs.read_digits_file(path)
+            return digits_file.read_digits_file(path)
 
     def _run(self, pid: str, fault: str | None, deadline: float | None) -> None:
         p = self.predictions[pid]

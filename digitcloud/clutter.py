@@ -1,0 +1,589 @@
+"""What a photo shows besides the digit, found and taken out before the digit's box is drawn.
+
+``photo.normalize_grey`` runs these steps in this order; each is measured in bench/photo_stress.py:
+
+* ``crop_to_page``: the desk around a sheet of paper (on the grey photo, before anything else);
+* ``erase_faint_blobs``: a fingertip or a smudge reaching in from the edge;
+* ``erase_paper_lines``: ruled or squared paper's printed lines;
+* ``erase_printed_box``: a form's printed box around the digit;
+* ``without_specks``: dust that would stretch the digit's box;
+* ``lying_bar``: a pen lying on the page above or below the digit.
+
+Each is tested two ways in tests/test_inputs.py: a photo with the thing reads as the digit alone
+(and is misread with the step switched off), and what only looks like it (a 7's bar across a
+close crop, a 4's stem, a blurred bold digit, chalk on a dark board) is left as it was.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from digitcloud import morphology, paper
+
+# Lined or squared paper: a straight line crossing at least PAPER_LINE_SPAN of the image (turned up
+# to PAPER_LINE_TILT degrees either way) whose pixels are fainter than PAPER_LINE_FAINT of the ink's
+# is printed on the paper, not written: a digit's stroke crosses a whole image only in a close crop,
+# and then it is the ink at full strength.
+PAPER_LINE_SPAN = 0.85
+PAPER_LINE_FAINT = 0.6
+PAPER_LINE_TILT = 6.0
+PAPER_LINE_VISIBLE = 0.05  # the level a line's pixels exceed (JPEG leaves ~0.005 on plain paper)
+# A sheet of paper photographed on a desk: the desk would read as ink (or, filling the frame, as
+# the paper, the page then read as light ink). The page is the convex hull of the light pixels, when
+# the desk around it covers at least PAGE_DESK of the image, is PAGE_CONTRAST grey levels darker,
+# the page covers PAGE_AREA and is at least PAGE_PAPER paper (chalk strokes' hull is mostly board),
+# its sides are long (at least PAGE_SIDE of the image's shorter side: a digit's hull has many short
+# ones), and its edge is sharp: the light changes from desk to paper within PAGE_EDGE of that side
+# (a shadow's or a vignette's edge is softer). Images under PAGE_MIN_PX are not searched.
+PAGE_DESK = 0.03
+PAGE_CONTRAST = 48.0
+PAGE_AREA = 0.2
+PAGE_PAPER = 0.75
+PAGE_EDGE = 0.02
+PAGE_SIDE = 0.1
+PAGE_MIN_PX = 64
+# A printed box around the digit (a form's cell): lines BOX_BAND of the box's size deep at most,
+# over BOX_SIDE of each of its four sides, turned BOX_TILT degrees at most (see erase_printed_box).
+BOX_BAND = 0.03
+BOX_SIDE = 0.9
+BOX_TILT = 3.0
+# A faint blob (a fingertip, a smudge): under BLOB_FAINT of the ink's strength and thicker than a pen.
+BLOB_FAINT = 0.6
+# Dust left out of the digit's box: small clusters (ink nowhere SPECK_SIZE + 1 to SPECK_SIZE +
+# SPECK_CLEAR px from them) with nothing but such clusters within SPECK_GAP of the longer side.
+# A speck setting the box's edge is looked for, and left out, in a SPECK_SQUARE px square.
+SPECK_GAP = 0.05
+SPECK_SIZE, SPECK_CLEAR = 3, 3
+SPECK_SQUARE = 5
+# A pen lying on the page above or below the digit (see _is_lying_bar): a part of the ink
+# BAR_LONG times as long as thick or more, filling BAR_FILL of that rectangle, within BAR_TILT
+# degrees of level, with the rest of the ink on one side of it, the rest's size between BAR_REST
+# of the bar's length and BAR_LONGER times less than it. Parts are found on a grid of at most
+# BAR_CELLS cells a side.
+BAR_LONG, BAR_FILL, BAR_TILT = 4.0, 0.8, 15.0
+BAR_LONGER, BAR_REST = 1.8, 0.25
+BAR_CELLS = 128
+# Images under SEARCH_MIN_PX a side (MNIST's 28x28 among them) are not searched for paper lines,
+# a printed box or faint blobs.
+SEARCH_MIN_PX = 40
+
+
+def crop_to_page(grey: np.ndarray) -> np.ndarray | None:
+    """``grey`` cut to the sheet of light paper it shows on a darker desk, the desk left in the
+    page's bounding box (a turned page's corners) painted over as the page's paper; None when the
+    photo shows no desk, which is most photos.
+
+    The page is the convex hull of the pixels lighter than the desk/paper split (Otsu's threshold
+    on the coarse grid): ink lies inside the sheet, so the hull keeps it whatever its colour."""
+    h, w = grey.shape
+    if min(h, w) < PAGE_MIN_PX:
+        return None
+    coarse = paper.to_grid(grey)
+    cut = _otsu(coarse)
+    light_cells = coarse >= cut
+    if light_cells.all() or not light_cells.any() or not _may_be_page(light_cells):
+        return None
+    desk, sheet = float(np.median(coarse[~light_cells])), float(np.median(coarse[light_cells]))
+    if sheet - desk < PAGE_CONTRAST:
+        return None
+    light = _opened(grey >= cut)  # specks of the desk's texture as light as paper do not count
+    hull = _hull(light)
+    if len(hull) < 3:
+        return None
+    page = _filled(hull, grey.shape)
+    if page.mean() < PAGE_AREA or page.mean() > 1 - PAGE_DESK or light[page].mean() < PAGE_PAPER:
+        return None
+    edge = _edge_width(grey, hull, desk, sheet)
+    if edge is None or edge > max(2.0, PAGE_EDGE * min(h, w)):
+        return None  # a shadow or a vignette: the existing readings handle those
+    # The page's pixels along its edge are blurred with the desk, and the hull may bulge a pixel or
+    # two past it: they go with the desk, as does a margin along the frame (where the page's edge
+    # leaves the picture, a sliver of desk can lie between them).
+    margin = math.ceil(edge) + max(2, round(0.01 * min(h, w)))
+    inner = morphology.sliding(np.pad(page, margin), 2 * margin + 1, np.min)
+    if not inner.any():
+        return None
+    rows, cols = np.flatnonzero(inner.any(1)), np.flatnonzero(inner.any(0))
+    box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
+    grey, inner, light = grey[box].astype(np.float32), inner[box], light[box]
+    # the desk left in the box: the page's paper, a plane through it, with its noise
+    ys, xs = np.nonzero(inner & light)
+    coef = paper.fit_plane(ys, xs, grey[ys, xs], grey.shape)
+    residual = grey[ys, xs] - paper.plane(coef, ys, xs, grey.shape)
+    noise = 1.4826 * float(np.median(np.abs(residual - np.median(residual))))
+    ys, xs = np.nonzero(~inner)
+    rng = np.random.default_rng(0)  # the same photo gives the same digit
+    grey[ys, xs] = paper.plane(coef, ys, xs, grey.shape) + rng.normal(0.0, noise, ys.size)
+    return grey
+
+
+def _otsu(values: np.ndarray) -> float:
+    """Otsu's threshold between the two groups of grey levels in ``values``: light is ``>=``."""
+    counts = np.bincount(np.clip(values, 0, 255).astype(np.intp).ravel(), minlength=256).astype(np.float64)
+    share = np.cumsum(counts) / counts.sum()
+    mean = np.cumsum(counts * np.arange(256)) / counts.sum()
+    between = (mean[-1] * share - mean) ** 2 / np.maximum(share * (1 - share), 1e-12)
+    return float(np.argmax(between[:-1]) + 1)
+
+
+def _may_be_page(light: np.ndarray) -> bool:
+    """The page's size tests on the coarse grid, leniently (a cell on the page's edge is part desk):
+    the convex hull of the ``light`` cells leaves out ``PAGE_DESK`` of the grid, and covers about
+    ``PAGE_AREA`` of it, most of that light. Most photos fail the first: paper reaches every side."""
+    hull = _hull(light)
+    if len(hull) < 3:
+        return False
+    inside = _filled(hull, light.shape)
+    return (
+        float(inside.mean()) <= 1 - PAGE_DESK
+        and float(inside.mean()) >= 0.75 * PAGE_AREA
+        and float(light[inside].mean()) >= PAGE_PAPER - 0.15
+    )
+
+
+def _filled(polygon: list[tuple[int, int]], shape: tuple[int, ...]) -> np.ndarray:
+    """The pixels of an image of ``shape`` inside ``polygon`` (its outline included)."""
+    mask = Image.new("1", (shape[1], shape[0]))
+    ImageDraw.Draw(mask).polygon(polygon, fill=1)
+    return np.asarray(mask)
+
+
+def _opened(mask: np.ndarray) -> np.ndarray:
+    """``mask`` less anything narrower than 3 px: a morphological opening by a 3x3 square, each
+    pass along rows then columns, the frame's pixels repeated past it."""
+
+    def extreme(a: np.ndarray, both: Callable[..., np.ndarray]) -> np.ndarray:
+        a = np.pad(a, 1, mode="edge")
+        a = both(both(a[:, :-2], a[:, 1:-1]), a[:, 2:])
+        return both(both(a[:-2], a[1:-1]), a[2:])
+
+    return extreme(extreme(mask, np.logical_and), np.logical_or)
+
+
+def _hull(mask: np.ndarray) -> list[tuple[int, int]]:
+    """The convex hull of ``mask``'s pixels as (x, y) corners in order round it (Andrew's monotone
+    chain over each row's first and last pixel: no other pixel can be a corner)."""
+    rows = np.flatnonzero(mask.any(1))
+    first = mask[rows].argmax(1)
+    last = mask.shape[1] - 1 - mask[rows, ::-1].argmax(1)
+    points = sorted({(int(x), int(y)) for y, a, b in zip(rows, first, last, strict=True) for x in (a, b)})
+    if len(points) < 3:
+        return points
+
+    def cross(o: tuple[int, int], a: tuple[int, int], b: tuple[int, int]) -> int:
+        return (a[0] - o[0]) * (b[1] - o[1]) - (a[1] - o[1]) * (b[0] - o[0])
+
+    def chain(ordered: list[tuple[int, int]]) -> list[tuple[int, int]]:
+        out: list[tuple[int, int]] = []
+        for p in ordered:
+            while len(out) >= 2 and cross(out[-2], out[-1], p) <= 0:
+                out.pop()
+            out.append(p)
+        return out[:-1]
+
+    return chain(points) + chain(points[::-1])
+
+
+def _sides(hull: list[tuple[int, int]], h: int, w: int) -> list[tuple[float, float, float, float]] | None:
+    """The straight sides of ``hull`` that lie inside the image, as (x0, y0, x1, y1); None when they
+    are not a sheet's: more than a tenth of their length in sides under PAGE_SIDE of the image's
+    shorter side (a digit's hull is a polygon of many short sides, a page's has four long ones).
+    Consecutive hull edges within 6 degrees of the side they extend are one side."""
+    n = len(hull)
+    edges = [(hull[i], hull[(i + 1) % n]) for i in range(n)]
+    direction = [math.atan2(b[1] - a[1], b[0] - a[0]) for a, b in edges]
+    turn = [abs((direction[i] - direction[i - 1] + math.pi) % (2 * math.pi) - math.pi) for i in range(n)]
+    start = int(np.argmax(turn))  # a corner: no side is split at the start
+    sides: list[tuple[float, float, float, float]] = []
+    side: list[tuple[int, int]] = []
+    for a, b in edges[start:] + edges[:start]:
+        on_frame = (a[0] == b[0] and a[0] in (0, w - 1)) or (a[1] == b[1] and a[1] in (0, h - 1))
+        if side and not on_frame:
+            chord = math.atan2(side[-1][1] - side[0][1], side[-1][0] - side[0][0])
+            bend = abs((math.atan2(b[1] - a[1], b[0] - a[0]) - chord + math.pi) % (2 * math.pi) - math.pi)
+            if bend <= math.radians(6):
+                side.append(b)
+                continue
+        if side:
+            sides.append((*side[0], *side[-1]))
+        side = [] if on_frame else [a, b]
+    if side:
+        sides.append((*side[0], *side[-1]))
+    lengths = np.array([math.hypot(x1 - x0, y1 - y0) for x0, y0, x1, y1 in sides])
+    long = lengths >= PAGE_SIDE * min(h, w)
+    if not long.any() or lengths[~long].sum() > 0.1 * lengths.sum():
+        return None
+    return [s for s, keep in zip(sides, long, strict=True) if keep]
+
+
+def _edge_width(grey: np.ndarray, hull: list[tuple[int, int]], desk: float, paper: float) -> float | None:
+    """How many pixels the light takes to change from desk to paper across the page's sides: per
+    side, the median over profiles every 4 px along it of the samples between a quarter and three
+    quarters of the way from ``desk`` to ``paper``; the widest side's. None when the hull's sides
+    are not a sheet's (``_sides``), or one of them shows no step of ``PAGE_CONTRAST`` from paper
+    inside to desk outside (it bridges a gap between a digit's strokes), or ink reaches it from
+    inside (2 to 4 px in): a sharp shadow's edge across the digit looks like a page's side but for
+    that, and a digit running off its page is not cut either."""
+    h, w = grey.shape
+    sides = _sides(hull, h, w)
+    if sides is None:
+        return None
+    reach = int(2 * PAGE_EDGE * min(h, w)) + 3
+    cx, cy = np.mean(hull, axis=0)
+    low, high = desk + (paper - desk) / 4, paper - (paper - desk) / 4
+    across = np.arange(-reach, reach + 1)
+    widest = 0.0
+    for x0, y0, x1, y1 in sides:
+        length = math.hypot(x1 - x0, y1 - y0)
+        nx, ny = (y1 - y0) / length, -(x1 - x0) / length
+        if nx * ((x0 + x1) / 2 - cx) + ny * ((y0 + y1) / 2 - cy) < 0:
+            nx, ny = -nx, -ny  # outward
+        widths, steps, crossed = [], [], False
+        for t in np.arange(2.0, length - 2.0, 4.0) / length:
+            xs = np.clip(np.rint(x0 + t * (x1 - x0) + across * nx).astype(np.intp), 0, w - 1)
+            ys = np.clip(np.rint(y0 + t * (y1 - y0) + across * ny).astype(np.intp), 0, h - 1)
+            profile = grey[ys, xs]  # from inside the page to the desk (past the frame: the frame's)
+            widths.append(int(np.count_nonzero((profile > low) & (profile < high))))
+            steps.append(float(profile[:3].mean() - profile[-3:].mean()))
+            crossed |= bool((profile[reach - 4 : reach - 1] <= low).any())  # ink 2-4 px inside
+        if not widths or float(np.median(steps)) < PAGE_CONTRAST or crossed:
+            return None
+        widest = max(widest, float(np.median(widths)))
+    return widest
+
+
+def erase_faint_blobs(level: np.ndarray) -> np.ndarray:
+    """``level`` (ink 0..1, paper 0) without faint blobs reaching in from the frame: regions under
+    ``BLOB_FAINT`` of the ink's strength, two pens thick or more, touching the picture's edge (a
+    fingertip holding the page, or light left uneven at a corner), which the crop would take with
+    the digit. On a grid of cells one pen wide (``morphology.stroke_width`` of the ink over ``BLOB_FAINT``),
+    a blob is the cells 90 % faint in 2x2 blocks of such cells, connected to the grid's edge. A
+    stroke's faint anti-aliased edge, or a blurred digit's, is far thinner and lies inside the
+    picture, and the ink itself is at full strength."""
+    if min(level.shape) < SEARCH_MIN_PX:
+        return level
+    faint = (level > PAPER_LINE_VISIBLE) & (level < BLOB_FAINT)
+    if np.count_nonzero(faint) < 0.01 * faint.size:
+        return level  # most photos stop here
+    pen = max(2, round(morphology.stroke_width((level >= BLOB_FAINT).astype(np.float32))))
+    h, w = level.shape
+    grid = (max(1, round(w / pen)), max(1, round(h / pen)))
+    cells = np.asarray(Image.fromarray(faint.astype(np.float32), mode="F").resize(grid, Image.Resampling.BOX))
+    faint_cells = cells > 0.9
+    # two pens thick at least: each blob cell lies in a 2x2 block of them (an opening by 2x2)
+    block = faint_cells[:-1, :-1] & faint_cells[1:, :-1] & faint_cells[:-1, 1:] & faint_cells[1:, 1:]
+    thick = np.zeros_like(faint_cells)
+    for dy, dx in ((0, 0), (1, 0), (0, 1), (1, 1)):
+        thick[dy : dy + block.shape[0], dx : dx + block.shape[1]] |= block
+    blob = np.zeros_like(thick)
+    blob[[0, -1], :], blob[:, [0, -1]] = thick[[0, -1], :], thick[:, [0, -1]]
+    while True:  # grow from the edge through thick cells (4-connected)
+        grown = blob.copy()
+        grown[1:] |= blob[:-1]
+        grown[:-1] |= blob[1:]
+        grown[:, 1:] |= blob[:, :-1]
+        grown[:, :-1] |= blob[:, 1:]
+        grown &= thick
+        if np.array_equal(grown, blob):
+            break
+        blob = grown
+    if not blob.any():
+        return level
+    near = morphology.with_ring(blob).astype(np.float32)  # and the cells round it: its soft edge
+    return np.where((paper.from_grid(near, level.shape) > 0) & faint, 0.0, level).astype(level.dtype)
+
+
+def erase_paper_lines(level: np.ndarray) -> np.ndarray:
+    """``level`` (ink 0..1, paper 0) with the lines of ruled or squared paper taken out.
+
+    A notebook's light blue lines stand out from the paper by a third of the ink's contrast or
+    less, and they cross the whole photo; kept, they are cropped and scaled with the digit. Both
+    directions are searched (``_lines_across``) before anything is erased, so a grid's crossings
+    do not break its lines; ink where a line crosses a stroke is kept, being darker than the line.
+    """
+    if min(level.shape) < SEARCH_MIN_PX:
+        return level
+    across, down = _lines_across(level), _lines_across(level.T)
+    if across is None and down is None:
+        return level
+    cutoff = np.maximum(across if across is not None else 0.0, down.T if down is not None else 0.0)
+    return np.where(level <= cutoff, 0.0, level).astype(level.dtype)
+
+
+def _lines_across(level: np.ndarray) -> np.ndarray | None:
+    """Where faint straight lines run left to right (within ``PAPER_LINE_TILT``): the level up to
+    which each pixel is erased as a line (0 off the lines), or None when there are none.
+
+    Each tilt (in steps of half a degree) shears the image so such a line becomes one row: a row
+    whose pixels are ink over at least ``PAPER_LINE_SPAN`` of its length is a line, at the tilt that
+    finds the most such rows. The ink is first widened 2 px up and down, so a line still fills a row
+    when the true tilt falls between two steps. Such a line is paper, not a stroke, when it is
+    fainter than ``PAPER_LINE_FAINT`` and has paper on both sides (the faint edge of a stroke has
+    the stroke beside it); then its pixels, and one row more either side for its anti-aliased
+    edges, are erased up to a level between the line's own and full ink. On lined paper, short
+    lines cut off by a corner go too; on a page of evenly spaced lines, lines as strong as the ink."""
+    h, w = level.shape
+    on = level > PAPER_LINE_VISIBLE
+    # a line across needs ink in PAPER_LINE_SPAN of at least half the columns: most photos stop here
+    if np.count_nonzero(on) < PAPER_LINE_SPAN * w or np.count_nonzero(on.any(axis=0)) < PAPER_LINE_SPAN * (w // 2):
+        return None
+    near = on.copy()
+    for _ in range(2):
+        near[1:] |= near[:-1].copy()
+        near[:-1] |= near[1:].copy()
+    ys, xs = np.nonzero(near)
+    best_found, best_tilt = 0, 0.0
+    for degrees in sorted(np.arange(-PAPER_LINE_TILT, PAPER_LINE_TILT + 0.25, 0.5), key=abs):
+        _, full, inside = _sheared_rows(ys, xs, h, w, degrees)
+        found = int(np.count_nonzero(full & (inside >= w // 2)))
+        if found > best_found:
+            best_found, best_tilt = found, degrees
+    if not best_found:
+        return None
+    shift, full, inside = _sheared_rows(ys, xs, h, w, best_tilt)
+    long, lines = full & (inside >= w // 2), full & (inside >= 4)  # the corners' short lines too
+    rows = np.arange(h)[:, None] - shift[None, :] + int(shift.max())  # every pixel's sheared row
+    ys, xs = np.nonzero(on)
+    inked_row = rows[ys, xs]
+    inked_count = np.bincount(inked_row, minlength=lines.size)
+    edges = np.diff(np.concatenate([[0], lines.astype(np.int8), [0]]))
+    runs = []  # each line: its sheared rows [first, end), its level, crossing the image?, paper beside it?
+    for first, end in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1), strict=True):
+        inked = (inked_row >= first) & (inked_row < end)
+        # the line's level: its darkest pixel in each column, the median of those over its columns
+        # (a digit lying along the line for part of its length does not move the median)
+        across = np.zeros(w, np.float32)
+        np.maximum.at(across, xs[inked], level[ys[inked], xs[inked]])
+        core = float(np.median(across[across > 0])) if inked.any() else 0.0
+        # paper on both sides: the rows beyond the line's are mostly blank (not the edge of a stroke)
+        beside = np.concatenate([inked_count[max(first - 3, 0) : first], inked_count[end : end + 3]])
+        alone = not (beside >= inside[max(first - 3, 0) : end + 3].max() / 2).any()
+        runs.append((first, end, core, bool(long[first:end].any()), alone))
+    lined = any(crossing and alone and core <= PAPER_LINE_FAINT for _, _, core, crossing, alone in runs)
+    page_of_lines = _evenly_spaced([int(first) for first, _, _, crossing, _ in runs if crossing])
+    cutoff = np.zeros(lines.size, np.float32)  # erase up to this level, per sheared row
+    for first, end, core, crossing, alone in runs:
+        if not alone:
+            continue  # the faint edge of a stroke
+        if not (crossing or lined or page_of_lines):
+            continue  # a short line in a corner is one only on lined paper
+        if core <= PAPER_LINE_FAINT:
+            line_cutoff = min(2 * core, (1 + core) / 2)  # ink crossing the line is darker: kept
+        elif page_of_lines:
+            line_cutoff = 1.0
+        else:
+            continue  # a stroke of the digit crossing a close crop: full ink
+        around = slice(max(first - 1, 0), end + 1)  # and the anti-aliased rows either side
+        cutoff[around] = np.maximum(cutoff[around], line_cutoff)
+    return cutoff[rows]
+
+
+def _sheared_rows(ys: np.ndarray, xs: np.ndarray, h: int, w: int, degrees: float) -> tuple[np.ndarray, ...]:
+    """The inked pixels ``ys, xs`` of an ``h x w`` image sheared by ``degrees``: each column's shift,
+    and per sheared row (from 0) whether ink fills ``PAPER_LINE_SPAN`` of it and how many of its
+    columns lie inside the image."""
+    shift = np.rint(np.arange(w) * math.tan(math.radians(degrees))).astype(np.intp)
+    offset = int(shift.max())
+    count = np.bincount(ys - shift[xs] + offset, minlength=h + int(np.ptp(shift)))
+    sheared, ordered = np.arange(count.size) - offset, np.sort(shift)
+    inside = np.searchsorted(ordered, h - 1 - sheared, "right") - np.searchsorted(ordered, -sheared, "left")
+    return shift, count >= PAPER_LINE_SPAN * inside, inside
+
+
+def _evenly_spaced(starts: list[int]) -> bool:
+    """A page of lines as strong as the ink (they set its level: a blank ruled page): at least
+    four lines crossing it, evenly spaced. A digit's strokes cross a close crop three times at most
+    (a 3, a 5), so these are erased whatever their level."""
+    gaps = np.diff(starts)
+    return len(starts) >= 4 and float(gaps.max() - gaps.min()) <= 0.2 * float(gaps.mean())
+
+
+def erase_printed_box(level: np.ndarray) -> np.ndarray:
+    """``level`` (ink 0..1, paper 0) with a printed box around the digit taken out: a form's cell,
+    which the crop would take as the digit's outline, the digit then scaled down inside it.
+
+    A box is the ink's outermost rows and columns: along each of its four sides a straight thin
+    line (``_box_side``). Each line's pixels go, 2 px more either side for its anti-aliased edges;
+    ink inside stays. A digit's outermost strokes do not close four straight sides (a 7's bar is
+    one), so a close crop of a digit is never a box (tested)."""
+    if min(level.shape) < SEARCH_MIN_PX:
+        return level
+    inked = level > 0.1  # a form's light blue box is a third of the ink's strength
+    rows, cols = np.flatnonzero(inked.any(1)), np.flatnonzero(inked.any(0))
+    if rows.size < 2 or cols.size < 2:
+        return level
+    top, bottom, left, right = int(rows[0]), int(rows[-1]), int(cols[0]), int(cols[-1])
+    box = inked[top : bottom + 1, left : right + 1]
+    thin = max(3, round(BOX_BAND * min(box.shape)))
+    depth = thin + math.ceil(math.tan(math.radians(BOX_TILT)) * max(box.shape))
+    if 3 * depth >= min(box.shape):
+        return level
+    lines = []
+    for side in (box, box[::-1], box.T, box.T[::-1]):  # top, bottom, left, right: the side's edge first
+        line = _box_side(side, depth, thin)
+        if line is None:
+            return level
+        lines.append(line)
+    out = np.pad(level, 2)
+    block = out[top : bottom + 5, left : right + 5]  # the box and 2 px round it
+    for view, (first, run) in zip((block, block[::-1], block.T, block.T[::-1]), lines, strict=True):
+        k = np.arange(view.shape[0])[:, None]  # view row k is the side's row k - 2
+        line_px = (k >= first) & (k < first + run + 4) & (run > 0)  # each run, 2 px either side
+        view[:, 2:-2][line_px] = 0.0
+    return out[2:-2, 2:-2]
+
+
+def _box_side(side: np.ndarray, depth: int, thin: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """The printed line along the first rows of ``side`` (inked pixels, the side's edge first): per
+    column, where it starts and how many pixels deep it is; None when there is no such line. Ink
+    within ``depth`` rows in at least ``BOX_SIDE`` of the columns, there lying on a straight line
+    (within 2 px; turned ``BOX_TILT`` degrees at most), no deeper than ``thin`` (median), and past
+    it paper: the ``thin`` rows beyond the line inked in under half of the columns."""
+    band = side[:depth]
+    has = band.any(0)
+    if has.mean() < BOX_SIDE:
+        return None
+    first = band.argmax(0)
+    cols = np.flatnonzero(has)
+    slope, intercept = np.polyfit(cols, first[cols], 1)
+    if abs(slope) > math.tan(math.radians(BOX_TILT)):
+        return None
+    if np.count_nonzero(np.abs(first[cols] - (slope * cols + intercept)) <= 2) < BOX_SIDE * side.shape[1]:
+        return None
+    k = np.arange(2 * depth)[:, None]
+    padded = np.pad(side, ((0, 3 * depth), (0, 0)))
+    run = np.where(has, np.cumprod(np.take_along_axis(padded, first + k, axis=0), axis=0).sum(0), 0)
+    if float(np.median(run[cols])) > thin:
+        return None
+    beyond = np.take_along_axis(padded, first + run + k[:thin], axis=0)[:, cols]
+    if np.count_nonzero(beyond.any(axis=0)) >= 0.5 * cols.size:
+        return None
+    return first, run
+
+
+def without_specks(mask: np.ndarray) -> np.ndarray:
+    """``mask`` less the specks that would set its box: small clusters on the box's edge with
+    nothing but other small clusters for ``SPECK_GAP`` of the image's longer side around them.
+    Dust, or a grain of paper or noise far from the digit, would stretch the digit's box; a stroke,
+    even a thin one broken into dots, has a longer piece of itself nearby. Only the box's edges are
+    searched, again after each speck (the next of a group of specks is then on the edge), so a photo
+    without specks costs a few window sums. When only specks are set, ``mask`` as it is."""
+    far = max(3, round(SPECK_GAP * max(mask.shape)))
+    kept = mask
+    while True:
+        rows, cols = np.flatnonzero(kept.any(1)), np.flatnonzero(kept.any(0))
+        if rows.size == 0:
+            return mask
+        specks = [
+            (top, left) for top, left in _edge_clusters(kept, rows, cols) if _only_specks_near(kept, top, left, far)
+        ]
+        if not specks:
+            return kept
+        kept = kept.copy()
+        for top, left in specks:
+            kept[top : top + SPECK_SQUARE, left : left + SPECK_SQUARE] = False
+
+
+def _only_specks_near(mask: np.ndarray, top: int, left: int, far: int) -> bool:
+    """Whether every set pixel within ``far`` of the speck's square at (``top``, ``left``) lies in a
+    small cluster: one with no other set pixel 4 to 6 px from any of its pixels (so at most 4 px
+    across, and clear of anything else by 3 px). A stroke longer than that is no such cluster."""
+    pad = far + SPECK_SIZE + SPECK_CLEAR
+    y0, x0 = max(0, top - pad), max(0, left - pad)
+    end = SPECK_SQUARE + pad
+    window = mask[y0 : top + end, x0 : left + end]
+    small = window & (_count_within(window, SPECK_SIZE + SPECK_CLEAR) == _count_within(window, SPECK_SIZE))
+    inner = (
+        slice(top - far - y0 if top >= far else 0, top + SPECK_SQUARE + far - y0),
+        slice(left - far - x0 if left >= far else 0, left + SPECK_SQUARE + far - x0),
+    )
+    return not (window[inner] & ~small[inner]).any()
+
+
+def _count_within(mask: np.ndarray, r: int) -> np.ndarray:
+    """For each pixel, how many pixels of ``mask`` lie in the (2r+1)-square centred on it: four
+    lookups in a summed-area table (``morphology.sliding`` with ``np.sum`` gives the same counts, but made
+    a dusty photo's decode 4-6 ms slower)."""
+    h, w = mask.shape
+    total = np.pad(mask.astype(np.int32), ((r + 1, r), (r + 1, r))).cumsum(0).cumsum(1)
+    return total[2 * r + 1 :, 2 * r + 1 :] - total[:h, 2 * r + 1 :] - total[2 * r + 1 :, :w] + total[:h, :w]
+
+
+def lying_bar(mask: np.ndarray) -> np.ndarray | None:
+    """Where ``mask`` holds a straight bar lying above or below the digit and longer than it (the
+    pen that wrote it, lying on the page): the bar's pixels and a margin for its soft edge that
+    stops short of the other ink; None when there is none. The mask is pooled onto a grid of at
+    most ``BAR_CELLS`` cells a side, split into connected parts (``morphology.components``), and each part
+    is tried as the bar with all other parts as the digit (``_is_lying_bar``). A digit touching
+    the bar is one part with it, and kept so.
+    """
+    cell = max(1, -(-max(mask.shape) // BAR_CELLS))
+    h, w = -(-mask.shape[0] // cell), -(-mask.shape[1] // cell)
+    padded = np.zeros((h * cell, w * cell), dtype=bool)
+    padded[: mask.shape[0], : mask.shape[1]] = mask
+    grid = np.asarray(padded.reshape(h, cell, w, cell).any(axis=(1, 3)))
+    labels, count = morphology.components(grid)
+    if count < 2:
+        return None
+    ys, xs = np.nonzero(grid)
+    cells = np.stack([ys, xs], axis=1).astype(np.float64)
+    owner = labels[ys, xs]
+    sizes = np.bincount(owner)
+    for part in np.flatnonzero(sizes >= 2 * BAR_LONG):  # a bar is at least BAR_LONG cells by 2
+        if not _is_lying_bar(cells[owner == part], cells[owner != part]):
+            continue
+        near = morphology.with_ring(labels == part) & ~((labels > 0) & (labels != part))
+        return np.repeat(np.repeat(near, cell, axis=0), cell, axis=1)[: mask.shape[0], : mask.shape[1]]
+    return None
+
+
+def _is_lying_bar(bar: np.ndarray, rest: np.ndarray) -> bool:
+    """Whether the cells ``bar`` (row, column pairs) are a straight bar lying beside the digit, the
+    cells ``rest``. Straight: the spread of its cells along and across their main axis gives a
+    rectangle ``BAR_LONG`` times as long as it is thick, which they fill to ``BAR_FILL``, and it
+    lies within ``BAR_TILT`` degrees of level. Beside: the rest lies wholly beyond one of its long
+    sides. Longer than the digit: ``BAR_LONGER`` times the rest's size, which is ``BAR_REST`` of
+    its length at least (a "1" with a dot beside it is no pen beside a digit).
+
+    A digit's own straight strokes, lifted off the rest, fail these: a 4's stem, a 7's or a 9's
+    stand upright (so a pen lying down the picture's side, or steeper than ``BAR_TILT``, is kept
+    too); a detached top bar of a 7 or a 5, or a 2's base, is about as long as the rest is tall.
+    One MNIST 5 has a detached flag 1.8 to 2.1 times its body's size, rising 20 degrees: the tilt
+    limit keeps it.
+    """
+    centre = bar.mean(axis=0)
+    spread, axes = np.linalg.eigh(np.cov((bar - centre).T))
+    # a uniform run of n cells has variance (n^2 - 1) / 12
+    thick, long = np.sqrt(12 * np.maximum(spread, 0.0) + 1)
+    level = abs(axes[0, 1]) <= math.sin(math.radians(BAR_TILT))  # the row share of its long axis
+    if not level or long < BAR_LONG * thick or len(bar) < BAR_FILL * long * thick:
+        return False
+    across, along = ((rest - centre) @ axes).T
+    size = max(np.ptp(along), np.ptp(across)) + 1
+    beside = across.min() > thick / 2 or across.max() < -thick / 2
+    return bool(beside and BAR_REST * long <= size <= long / BAR_LONGER)
+
+
+def _edge_clusters(mask: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> list[tuple[int, int]]:
+    """Where a speck setting the box's edge would be: for each run of at most ``SPECK_SQUARE`` set
+    pixels on the box's top, bottom, left or right line (a longer run is a stroke), the top-left
+    corner of the ``SPECK_SQUARE`` square holding it and reaching into the box."""
+    inward, half = SPECK_SQUARE - 1, SPECK_SQUARE // 2
+    found = []
+    for line, at, depth, along_rows in (
+        (mask[rows[0]], rows[0], 0, True),
+        (mask[rows[-1]], rows[-1], inward, True),
+        (mask[:, cols[0]], cols[0], 0, False),
+        (mask[:, cols[-1]], cols[-1], inward, False),
+    ):
+        set_at = np.flatnonzero(line)
+        for run in np.split(set_at, np.flatnonzero(np.diff(set_at) > 1) + 1):
+            if run.size <= SPECK_SQUARE:
+                across = max(0, int(run[0] + run[-1]) // 2 - half)
+                edge = max(0, int(at) - depth)
+                found.append((edge, across) if along_rows else (across, edge))
+    return found

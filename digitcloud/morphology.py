@@ -1,0 +1,79 @@
+"""Filters and measures on numpy images, without scipy: sliding-window minimum and maximum, a
+region with a ring round it, 8-connected parts, and a pen's width. Used by ``paper``, ``clutter``
+and ``photo``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+
+def stroke_width(ink: np.ndarray) -> float:
+    """Mean pen width in pixels of a 0..1 ink map: twice the ink's area over its outline's length
+    (a stroke of width w and length L covers w*L pixels and has 2*L outline pixels)."""
+    mask = ink > 0.5
+    inner = mask.copy()
+    inner[1:] &= mask[:-1]
+    inner[:-1] &= mask[1:]
+    inner[:, 1:] &= mask[:, :-1]
+    inner[:, :-1] &= mask[:, 1:]
+    outline = int(mask.sum()) - int(inner.sum())
+    return 2.0 * float(mask.sum()) / max(outline, 1)
+
+
+def sliding(a: np.ndarray, size: int, reduce: Callable[..., np.ndarray]) -> np.ndarray:
+    """``reduce`` (``np.min`` or ``np.max``) over every ``size`` x ``size`` window lying inside
+    ``a``, as two 1-D passes: the result is ``size - 1`` smaller along each axis."""
+    a = reduce(np.lib.stride_tricks.sliding_window_view(a, size, axis=0), axis=-1)
+    return reduce(np.lib.stride_tricks.sliding_window_view(a, size, axis=1), axis=-1)
+
+
+def max_filter(a: np.ndarray, size: int) -> np.ndarray:
+    """Grey dilation by a ``size`` x ``size`` square (odd); the array grows by ``size // 2`` on
+    each side so widened ink is not clipped."""
+    return sliding(np.pad(a, size - 1), size, np.max)
+
+
+def with_ring(mask: np.ndarray) -> np.ndarray:
+    """``mask`` and every cell next to it (8-connected): a region with a margin for its soft edge."""
+    return max_filter(mask.astype(np.float32), 3)[1:-1, 1:-1] > 0
+
+
+def components(mask: np.ndarray) -> tuple[np.ndarray, int]:
+    """The 8-connected parts of ``mask``: a label per pixel (0 off the mask, 1..count) and count.
+    Each row's runs of set pixels are joined to the runs touching them in the row above
+    (union-find over runs), so the work grows with the number of runs, not of pixels."""
+    h, w = mask.shape
+    edges = np.diff(np.pad(mask, ((0, 0), (1, 1))).astype(np.int8), axis=1)
+    run_rows, starts = np.nonzero(edges == 1)
+    ends = np.nonzero(edges == -1)[1]  # one past each run's last column
+    parent = list(range(starts.size))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    row_start = np.searchsorted(run_rows, np.arange(h + 1))
+    for y in range(1, h):
+        above, above_end = int(row_start[y - 1]), int(row_start[y])
+        for i in range(int(row_start[y]), int(row_start[y + 1])):
+            # runs above overlapping columns start - 1 .. end (8-connected)
+            while above < above_end and ends[above] < starts[i]:
+                above += 1
+            j = above
+            while j < above_end and starts[j] <= ends[i]:
+                a, b = root(i), root(j)
+                if a != b:
+                    parent[max(a, b)] = min(a, b)
+                j += 1
+    roots = np.array([root(i) for i in range(starts.size)], dtype=np.int64)
+    ids = np.unique(roots, return_inverse=True)[1] + 1
+    lengths = ends - starts
+    before = np.cumsum(lengths) - lengths  # set pixels in the runs before each run
+    pixels = np.repeat(run_rows * w + starts - before, lengths) + np.arange(int(lengths.sum()))
+    labels = np.zeros(h * w, dtype=np.int64)
+    labels[pixels] = np.repeat(ids, lengths)
+    return labels.reshape(h, w), int(ids.max()) if ids.size else 0

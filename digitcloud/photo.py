@@ -1,0 +1,195 @@
+"""A grey picture -> a 28x28 uint8 MNIST-style digit (light ink on dark): the MNIST recipe.
+
+``normalize_grey`` is the whole recipe. Cut to the page when the photo shows a desk round it
+(``clutter.crop_to_page``); decide the ink's polarity and take the paper's light off (``paper``);
+scale the ink from the paper's level to full ink; take out what is not the digit (``clutter``);
+crop to the strong ink; widen a pen much thinner than MNIST's; fit the ink's box into 20x20
+keeping its aspect ratio (anti-aliased), then place it in 28x28 so its centre of mass sits at
+pixel (14, 14) (LeCun et al.). A 28x28 digit that already looks like that passes through
+untouched. numpy + Pillow only.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+from PIL import Image
+
+from digitcloud import clutter, morphology, paper
+from digitcloud.errors import InputError
+
+SIZE = 28
+BOX = 20  # the ink's bounding box is fitted into BOX x BOX, as in MNIST
+THIN_PEN = 0.09  # pen width / digit size below which the pen is widened: MNIST's 5th percentile
+PEN_TARGET = 0.12  # ... to about this (MNIST's 25th percentile is 0.115, its median 0.135)
+MIN_CONTRAST = 24.0  # grey levels between paper and ink below which an image counts as blank
+# A speck, not a digit: ink spanning under MIN_INK_FRACTION of the image's side along both axes,
+# or under MIN_INK_PX pixels and under SMALL_INK_FRACTION (a 3x3 fleck in a 28x28 image is one; a
+# 5 px "1" in it, or a "1" filling a 5x5 image or a 1100x20 strip, is not).
+MIN_INK_FRACTION = 0.02
+MIN_INK_PX = 6
+SMALL_INK_FRACTION = 0.15
+
+
+def normalize_grey(grey: np.ndarray) -> np.ndarray:
+    """A grey image (float, any size, either polarity) -> a 28x28 uint8 MNIST-style digit.
+
+    Raises ``InputError`` when there is no ink to find. A photo of a sheet of paper on a darker
+    desk is first read cut to the page (``clutter.crop_to_page``); when that finds no digit, as any photo.
+    """
+    page = clutter.crop_to_page(grey)
+    if page is not None:
+        try:
+            return _read_paper(page)
+        except InputError:
+            pass
+    return _read_paper(grey)
+
+
+def _read_paper(grey: np.ndarray) -> np.ndarray:
+    """``normalize_grey`` of an image showing only paper and ink. The paper is first taken as one
+    level with a plane of light across it. Where the frame shows uneven light (a vignette, a shadow) and that
+    reading found no digit, or found light ink, none of it on the frame, that the local paper calls
+    dark (a lit patch of paper in a shadow, read as the digit), the paper is estimated locally
+    instead. Not for every photo: on close crops, with ink along the frame, the local estimate lost
+    digits the plane reads.
+    """
+    try:
+        reading = _normalize_grey(grey, paper.ink_is_light(grey), even_light=True)
+    except InputError:
+        if not paper.uneven_light(grey):
+            raise
+        return _normalize_grey(grey, paper.ink_is_light_locally(grey), even_light=False).digit
+    if not reading.may_be_lit_paper or not paper.uneven_light(grey) or paper.ink_is_light_locally(grey):
+        return reading.digit
+    try:  # the local paper calls the ink dark
+        return _normalize_grey(grey, light_ink=False, even_light=False).digit
+    except InputError:
+        return reading.digit
+
+
+class _Reading(NamedTuple):
+    digit: np.ndarray  # 28x28 uint8
+    # Read as light ink, none of it on the image's frame: under uneven light, maybe a lit patch of
+    # paper in a shadow. Dark ink is what almost every photo has, and a close crop (ink on the
+    # frame) can have a stroke wider than the local windows, its paper then the stroke: not doubted.
+    may_be_lit_paper: bool
+
+
+def _normalize_grey(grey: np.ndarray, light_ink: bool, even_light: bool) -> _Reading:
+    """One reading of ``grey`` with the polarity given: its paper a plane (``even_light``) or local."""
+    if not light_ink:
+        grey = 255.0 - grey
+    if grey.shape == (SIZE, SIZE):
+        candidate = np.clip(np.rint(grey), 0, 255).astype(np.uint8)
+        if is_mnist_shaped(candidate):
+            return _Reading(candidate, may_be_lit_paper=False)  # MNIST's own shape: a digit
+    grey = paper.flatten_paper(grey) if even_light else paper.flatten_uneven_paper(grey)
+    _, _, frame = paper.frame_pixels(grey)
+    # Paper texture and sensor noise: four robust standard deviations of the frame count as paper.
+    floor = max(0.0, 4 * 1.4826 * float(np.median(np.abs(frame - np.median(frame)))))
+    ink = _ink_level(grey, floor)
+    if ink - floor < MIN_CONTRAST:
+        raise InputError(f"no digit found: the image is blank (contrast {max(0.0, ink - floor):.0f} of 255)")
+    level = clutter.erase_faint_blobs(np.clip((grey - floor) / (ink - floor), 0.0, 1.0))
+    level = clutter.erase_printed_box(clutter.erase_paper_lines(level))
+    # The ink's box: strong ink decides where the digit is (faint specks are ignored, dust far from
+    # it and a pen lying beside it left out), then the faint anti-aliased edge right around it is
+    # kept so a clean digit is cropped exactly.
+    strong = clutter.without_specks(level > 0.25)
+    bar = clutter.lying_bar(strong)
+    if bar is not None:
+        strong, level = strong & ~bar, np.where(bar, 0.0, level).astype(level.dtype)
+    rows, cols = np.flatnonzero(strong.any(1)), np.flatnonzero(strong.any(0))
+    if rows.size == 0:
+        raise InputError("no digit found: no ink stands out from the background")
+    height, width = grey.shape
+    ink_on_frame = rows[0] == 0 or cols[0] == 0 or rows[-1] == height - 1 or cols[-1] == width - 1
+    ink_h, ink_w = rows[-1] - rows[0] + 1, cols[-1] - cols[0] + 1
+    extent = max(ink_h / height, ink_w / width)  # along its longer axis, relative to the image's side
+    if extent < MIN_INK_FRACTION or (max(ink_h, ink_w) < MIN_INK_PX and extent < SMALL_INK_FRACTION):
+        raise InputError(
+            f"no digit found: the only ink is a speck ({ink_w}x{ink_h} px in a {width}x{height} image); "
+            "crop closer to the digit"
+        )
+    margin = max(1, round(max(rows[-1] - rows[0], cols[-1] - cols[0]) / BOX))
+    top, left = max(0, rows[0] - margin), max(0, cols[0] - margin)
+    window = level[top : rows[-1] + margin + 1, left : cols[-1] + margin + 1]
+    rows, cols = np.flatnonzero(window.any(1)), np.flatnonzero(window.any(0))
+    crop = widen_thin_pen(window[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1])
+    h, w = crop.shape
+    scale = BOX / max(h, w)
+    new_w, new_h = max(1, round(w * scale)), max(1, round(h * scale))
+    fitted = Image.fromarray((crop * 255.0).astype(np.float32), mode="F").resize(
+        (new_w, new_h), Image.Resampling.LANCZOS if scale < 1 else Image.Resampling.BILINEAR
+    )
+    patch = np.clip(np.asarray(fitted, dtype=np.float32), 0.0, 255.0)
+    total = float(patch.sum())
+    if total <= 0:
+        raise InputError("no digit found: the ink vanished when fitted into 20x20")
+    cy = float((patch.sum(1) * np.arange(new_h)).sum() / total)
+    cx = float((patch.sum(0) * np.arange(new_w)).sum() / total)
+    top = int(np.clip(round(14 - cy), 0, SIZE - new_h))
+    left = int(np.clip(round(14 - cx), 0, SIZE - new_w))
+    out = np.zeros((SIZE, SIZE), dtype=np.float32)
+    out[top : top + new_h, left : left + new_w] = patch
+    return _Reading(np.rint(out).astype(np.uint8), may_be_lit_paper=light_ink and not ink_on_frame)
+
+
+def _ink_level(grey: np.ndarray, floor: float) -> float:
+    """The grey level ``normalize_grey`` maps to full ink: the image's 99.9th percentile.
+
+    A small digit can cover less of the image than that: a thin "1" a tenth of a big photo's height
+    is about 0.05 % of it, so the percentile lands on the paper and the photo would read as blank.
+    When the percentile does not stand out from the paper, the level is the n-th brightest pixel
+    instead, n being the number of 2x2 blocks that do stand out: ink, where lone specks of noise
+    or dust are no block at all (and leave the image blank, as before).
+    """
+    level = float(np.percentile(grey, 99.9))
+    if level - floor >= MIN_CONTRAST:
+        return level
+    standing = grey > floor + MIN_CONTRAST
+    blocks = int(np.count_nonzero(standing[:-1, :-1] & standing[1:, :-1] & standing[:-1, 1:] & standing[1:, 1:]))
+    if blocks == 0:
+        return level
+    flat = grey.ravel()
+    k = flat.size - blocks  # the index of the blocks-th brightest pixel
+    return float(np.partition(flat, k)[k])
+
+
+def widen_thin_pen(crop: np.ndarray) -> np.ndarray:
+    """A digit written with a pen much thinner than MNIST's, relative to its size, gets a wider one.
+
+    MNIST's pen is 9-21 % of the digit's size (5th-95th percentile, median 13.5 %); a ballpoint
+    on a large digit can be 3 %, which shrinks to a faint sub-pixel line at 20 px. Below
+    ``THIN_PEN`` the ink is dilated to about ``PEN_TARGET``; anything at or above is left alone.
+    """
+    size = max(crop.shape)
+    if size < 24:
+        return crop  # too few pixels to measure a width
+    relative = morphology.stroke_width(crop) / size
+    if relative >= THIN_PEN:
+        return crop
+    grow = round((PEN_TARGET - relative) * size)
+    return morphology.max_filter(crop, grow | 1) if grow >= 2 else crop
+
+
+def mnist_shaped(batch: np.ndarray) -> np.ndarray:
+    """Per digit of a uint8 ``[N, 28, 28]`` batch: ink inside a 20x20 box and its centre of mass
+    within a pixel of (14, 14), i.e. already what the MNIST recipe produces. Vectorised."""
+    rows: np.ndarray = np.any(batch, axis=2)
+    cols: np.ndarray = np.any(batch, axis=1)
+    height = SIZE - rows.argmax(axis=1) - rows[:, ::-1].argmax(axis=1)
+    width = SIZE - cols.argmax(axis=1) - cols[:, ::-1].argmax(axis=1)
+    mass = batch.sum(axis=(1, 2), dtype=np.float64)
+    safe = np.where(mass > 0, mass, 1.0)
+    index = np.arange(SIZE, dtype=np.float64)
+    cy = batch.sum(axis=2, dtype=np.float64) @ index / safe
+    cx = batch.sum(axis=1, dtype=np.float64) @ index / safe
+    return (mass > 0) & (height <= BOX) & (width <= BOX) & (np.abs(cy - 14) <= 1) & (np.abs(cx - 14) <= 1)
+
+
+def is_mnist_shaped(digit: np.ndarray) -> bool:
+    """One digit: 28x28 uint8 and ``mnist_shaped``."""
+    return digit.shape == (SIZE, SIZE) and digit.dtype == np.uint8 and bool(mnist_shaped(digit[None])[0])
