@@ -1,5 +1,5 @@
-"""Reading a page of the prediction list as it arrives (``_ListPageReader``): the same answer as
-``resp.json(object_pairs_hook=_slim_list_object)`` on the whole body, however the body is split, the same
+"""Reading a page of the prediction list as it arrives (``ListPageReader``): the same answer as
+``resp.json(object_pairs_hook=slim_list_object)`` on the whole body, however the body is split, the same
 errors, and the same limits, without ever holding the page."""
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ from requests.utils import get_encoding_from_headers
 
 from digitcloud import replicate
 from digitcloud.errors import CloudUnavailableError
-from digitcloud.replicate import ReplicateBackend, Secret, Target, _ListPageReader, _slim_list_object
+from digitcloud.list_page import ListPageReader, slim_list_object
+from digitcloud.replicate import ReplicateBackend, Secret, Target
 from digitcloud.retrying import Deadline, RetryPolicy
 from digitcloud.sessions import ResponseTooLargeError, ResponseTooSlowError
 
@@ -65,7 +66,7 @@ def _response(chunks: Iterable[bytes], content_type: str | None = "application/j
 
 def streamed(chunks: Iterable[bytes], content_type: str | None = "application/json") -> tuple[str, str]:
     """(outcome, repr of the page or name of the error) reading ``chunks`` as they arrive."""
-    reader = _ListPageReader()
+    reader = ListPageReader()
     reader(_response(chunks, content_type), 2**40, time.monotonic() + 60)
     try:
         return "page", repr(reader.result())
@@ -75,11 +76,11 @@ def streamed(chunks: Iterable[bytes], content_type: str | None = "application/js
 
 def whole(body: bytes, content_type: str | None = "application/json") -> tuple[str, str]:
     """The same, as the client read a page before: the body whole, then requests' ``json()`` with
-    ``_slim_list_object`` (too deep a nesting was a plain ``ValueError``, as ``read_json`` raises)."""
+    ``slim_list_object`` (too deep a nesting was a plain ``ValueError``, as ``read_json`` raises)."""
     resp = _response([], content_type)
     resp._content = body
     try:
-        return "page", repr(resp.json(object_pairs_hook=_slim_list_object))
+        return "page", repr(resp.json(object_pairs_hook=slim_list_object))
     except RecursionError:
         return "error", "ValueError"
     except ValueError as exc:
@@ -250,8 +251,8 @@ def test_any_bytes_split_anywhere_give_the_whole_bodys_page_or_error(
 # ----------------------------------------------------------------------------- limits and transport
 
 
-def read(resp: Any, max_bytes: int = 2**40, seconds: float = 60.0) -> _ListPageReader:
-    reader = _ListPageReader()
+def read(resp: Any, max_bytes: int = 2**40, seconds: float = 60.0) -> ListPageReader:
+    reader = ListPageReader()
     reader(resp, max_bytes, time.monotonic() + seconds)
     return reader
 
