@@ -109,6 +109,8 @@ CONDITIONS: dict[str, dict[str, Any]] = {
     "printed box, light blue": plain(box={"margin": 0.15}, line=(150, 185, 230)),
     "printed box, close round the digit": plain(box={"margin": 0.22}, line=(30, 30, 30)),
     "printed box, turned 2 degrees": plain(box={"margin": 0.15, "tilt": 2.0}, line=(30, 30, 30)),
+    "printed box, turned 8 degrees": plain(box={"margin": 0.15, "tilt": 8.0}, line=(30, 30, 30)),
+    "printed box, turned 15 degrees": plain(box={"margin": 0.15, "tilt": 15.0}, line=(30, 30, 30)),
     "fingertip at the edge": plain(fingertip=0.12),
     "big fingertip at the edge": plain(fingertip=0.2),
     "dust specks": plain(dust=8),

@@ -5,7 +5,7 @@
 * ``crop_to_page``: the desk around a sheet of paper (on the grey photo, before anything else);
 * ``erase_faint_blobs``: a fingertip or a smudge reaching in from the edge;
 * ``erase_paper_lines``: ruled or squared paper's printed lines;
-* ``erase_printed_box``: a form's printed box around the digit;
+* ``erase_printed_box``: a form's printed box around the digit, square or askew;
 * ``without_specks``: dust that would stretch the digit's box;
 * ``lying_bar``: a pen lying on the page above or below the digit.
 
@@ -47,10 +47,13 @@ PAGE_EDGE = 0.02
 PAGE_SIDE = 0.1
 PAGE_MIN_PX = 64
 # A printed box around the digit (a form's cell): lines BOX_BAND of the box's size deep at most,
-# over BOX_SIDE of each of its four sides, turned BOX_TILT degrees at most (see erase_printed_box).
+# over BOX_SIDE of each of its four sides, turned BOX_TILT degrees at most (see erase_printed_box);
+# a box turned more, up to BOX_TURN degrees, is looked for in the picture turned square when the
+# ink's convex hull fills BOX_HULL of the rectangle round it at that angle.
 BOX_BAND = 0.03
 BOX_SIDE = 0.9
 BOX_TILT = 3.0
+BOX_TURN, BOX_HULL = 20.0, 0.9
 # A faint blob (a fingertip, a smudge): under BLOB_FAINT of the ink's strength and thicker than a pen.
 BLOB_FAINT = 0.6
 # Dust left out of the digit's box: small clusters (ink nowhere SPECK_SIZE + 1 to SPECK_SIZE +
@@ -406,12 +409,68 @@ def erase_printed_box(level: np.ndarray) -> np.ndarray:
     """``level`` (ink 0..1, paper 0) with a printed box around the digit taken out: a form's cell,
     which the crop would take as the digit's outline, the digit then scaled down inside it.
 
+    A box square to the picture, or turned up to ``BOX_TILT`` degrees, is found as it is
+    (``_erase_square_box``). A box turned further, up to ``BOX_TURN`` degrees (a form photographed
+    askew), is found in the picture turned by the angle of the ink's outline (``_outline_turn``),
+    and the pixels erased there are erased here, with one more round them for the turn's rounding.
+    """
+    if min(level.shape) < SEARCH_MIN_PX:
+        return level
+    square = _erase_square_box(level)
+    if square is not level:
+        return square
+    turn = _outline_turn(level > 0.1)
+    if turn is None:
+        return level
+    # each pixel of the turned picture is the level of one pixel here (nearest), so what is erased
+    # there maps back exactly
+    h, w = level.shape
+    where = Image.fromarray(np.arange(h * w, dtype=np.int32).reshape(h, w), mode="I")
+    index = np.asarray(where.rotate(turn, Image.Resampling.NEAREST, expand=True, fillcolor=-1))
+    inside = index >= 0
+    turned = np.where(inside, level.ravel()[np.maximum(index, 0)], 0.0).astype(level.dtype)
+    erased = _erase_square_box(turned)
+    if erased is turned:
+        return level
+    gone = np.zeros(h * w, dtype=bool)
+    gone[index[inside & (erased != turned)]] = True
+    return np.where(morphology.with_ring(gone.reshape(h, w)), 0.0, level).astype(level.dtype)
+
+
+def _outline_turn(inked: np.ndarray) -> float | None:
+    """The angle in degrees (counter-clockwise, as Pillow turns) that squares the ink's outline to
+    the picture, when that outline is a rectangle turned more than ``BOX_TILT`` and up to
+    ``BOX_TURN`` degrees; else None. The outline is the ink's convex hull (``_hull``), its angle its
+    longest side's, and a rectangle is a hull filling ``BOX_HULL`` of the rectangle round it at that
+    angle (a digit's hull fills much less: an ellipse 0.79)."""
+    if not inked.any():
+        return None
+    hull = np.array(_hull(inked), dtype=np.float64)
+    if len(hull) < 4:
+        return None
+    edges = np.roll(hull, -1, axis=0) - hull
+    dx, dy = edges[np.argmax(np.hypot(edges[:, 0], edges[:, 1]))]
+    turn = (math.degrees(math.atan2(dy, dx)) + 45.0) % 90.0 - 45.0  # a side's angle, as the nearest of four
+    if not BOX_TILT < abs(turn) <= BOX_TURN:
+        return None
+    a = math.radians(turn)
+    along = hull[:, 0] * math.cos(a) + hull[:, 1] * math.sin(a)
+    across = hull[:, 1] * math.cos(a) - hull[:, 0] * math.sin(a)
+    x, y = hull[:, 0], hull[:, 1]
+    area = 0.5 * abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))))
+    if area < BOX_HULL * float(np.ptp(along) * np.ptp(across)):
+        return None
+    return turn
+
+
+def _erase_square_box(level: np.ndarray) -> np.ndarray:
+    """``erase_printed_box`` for a box turned ``BOX_TILT`` degrees at most; ``level`` itself when
+    there is none.
+
     A box is the ink's outermost rows and columns: along each of its four sides a straight thin
     line (``_box_side``). Each line's pixels go, 2 px more either side for its anti-aliased edges;
     ink inside stays. A digit's outermost strokes do not close four straight sides (a 7's bar is
     one), so a close crop of a digit is never a box (tested)."""
-    if min(level.shape) < SEARCH_MIN_PX:
-        return level
     inked = level > 0.1  # a form's light blue box is a third of the ink's strength
     rows, cols = np.flatnonzero(inked.any(1)), np.flatnonzero(inked.any(0))
     if rows.size < 2 or cols.size < 2:

@@ -394,6 +394,31 @@ def test_a_printed_box_round_the_digit_is_not_part_of_it(monkeypatch: pytest.Mon
         assert np.array_equal(digitcloud.photo.normalize_grey(crop), unsearched), seed
 
 
+def test_a_printed_box_photographed_askew_is_not_part_of_the_digit(monkeypatch: pytest.MonkeyPatch) -> None:
+    # given digits written in a form's printed box, the form photographed turned 5 to 15 degrees
+    # either way (past the few degrees a box is found at as it is)
+    misread_without = 0
+    for digit in (2, 5, 8):
+        ink = draw_digit(digit, np.random.default_rng(digit))
+        plain = inputs.decode(encode(photograph(ink, np.random.default_rng(digit), size=(400, 400), offset=(0.5, 0.5))))
+        for tilt in (5.0, -8.0, 15.0):
+            box = boxed(0.15, tilt=tilt)
+            photo = photograph(
+                ink, np.random.default_rng(digit), size=(400, 400), offset=(0.5, 0.5), ruling=box, line=(30, 30, 30)
+            )
+            # then each reads as the digit does on plain paper
+            misread_without += read_as_plain(
+                monkeypatch, encode(photo), plain, "_outline_turn", (digit, tilt), off=lambda inked: None
+            )
+    # where, without the search in the picture turned square, the box was the digit's outline
+    assert misread_without >= 6, misread_without
+    # and an empty box photographed askew is blank paper
+    box, line = boxed(0.15, tilt=10.0), (30, 30, 30)
+    empty = photograph(Image.new("L", (112, 112)), np.random.default_rng(0), size=(400, 400), ruling=box, line=line)
+    with pytest.raises(InputError, match="no digit found"):
+        inputs.decode(encode(empty))
+
+
 def test_a_fingertip_at_the_edge_is_not_part_of_the_digit(monkeypatch: pytest.MonkeyPatch) -> None:
     # given digits photographed with a fingertip reaching in from an edge (skin: a third of the
     # ink's strength, far thicker than a pen), clear of the digit
