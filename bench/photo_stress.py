@@ -99,6 +99,8 @@ CONDITIONS: dict[str, dict[str, Any]] = {
     "ruled paper, grey lines": plain(ruling={"spacing": 0.8, "tilt": 1.0}, line=(120, 120, 120)),
     "squared paper": plain(ruling={"spacing": 0.3, "squared": True}),
     "squared paper, turned 3 degrees": plain(ruling={"spacing": 0.3, "squared": True, "tilt": 3.0}),
+    "ruled paper, turned 10 degrees": plain(ruling={"spacing": 0.8, "tilt": 10.0}),
+    "squared paper, turned 12 degrees": plain(ruling={"spacing": 0.3, "squared": True, "tilt": -12.0}),
     "page on a dark desk": plain(desk={"desk": "dark wood"}),
     "page on a light wood desk, turned 5 degrees": plain(desk={"desk": "light wood", "turn": 5.0}),
     "page on a grey desk, turned -12 degrees": plain(desk={"desk": "grey", "turn": -12.0}),

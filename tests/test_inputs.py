@@ -283,12 +283,15 @@ def test_a_close_crop_of_a_bold_one_stays_dark_ink() -> None:
 
 def test_ruled_and_squared_paper_read_as_plain_paper() -> None:
     # given a digit on a notebook's light blue lines (level, turned 4 degrees, grey, squared and
-    # turned): the lines cross the whole photo, so they used to be cropped and scaled with the digit
+    # turned), and on grey lines turned 10 degrees or squared and turned 12 (a page photographed
+    # askew): the lines cross the whole photo, so they used to be cropped and scaled with the digit
     rulings = [
         (ruled(60), (150, 185, 230)),
         (ruled(60, tilt=4), (150, 185, 230)),
         (ruled(55, tilt=-1), (120, 120, 120)),
         (ruled(25, width=1, tilt=-3, squared=True), (150, 185, 230)),
+        (ruled(60, tilt=10), (120, 120, 120)),
+        (ruled(25, width=1, tilt=-12, squared=True), (120, 120, 120)),
     ]
     for digit in (2, 5, 8):
         ink = draw_digit(digit, np.random.default_rng(digit))
