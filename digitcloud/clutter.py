@@ -7,7 +7,7 @@
 * ``erase_paper_lines``: ruled or squared paper's printed lines;
 * ``erase_printed_box``: a form's printed box around the digit, square or askew;
 * ``without_specks``: dust that would stretch the digit's box;
-* ``lying_bar``: a pen lying on the page above or below the digit.
+* ``lying_bar``: a pen lying on the page above, below or beside the digit.
 
 Each is tested two ways in tests/test_inputs.py: a photo with the thing reads as the digit alone
 (and is misread with the step switched off), and what only looks like it (a 7's bar across a
