@@ -453,11 +453,9 @@ def _outline_turn(inked: np.ndarray) -> float | None:
     turn = (math.degrees(math.atan2(dy, dx)) + 45.0) % 90.0 - 45.0  # a side's angle, as the nearest of four
     if not BOX_TILT < abs(turn) <= BOX_TURN:
         return None
-    a = math.radians(turn)
-    along = hull[:, 0] * math.cos(a) + hull[:, 1] * math.sin(a)
-    across = hull[:, 1] * math.cos(a) - hull[:, 0] * math.sin(a)
-    x, y = hull[:, 0], hull[:, 1]
-    area = 0.5 * abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))))
+    a, (x, y) = math.radians(turn), hull.T
+    along, across = x * math.cos(a) + y * math.sin(a), y * math.cos(a) - x * math.sin(a)
+    area = 0.5 * abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))))  # the shoelace formula
     if area < BOX_HULL * float(np.ptp(along) * np.ptp(across)):
         return None
     return turn
