@@ -50,6 +50,16 @@ APART: dict[str, tuple[int, list[Stroke]]] = {
     "2, base apart": (2, [[*_arc(0.5, 0.3, 0.28, 0.25, 200, 380), (0.28, 0.8)], [(0.12, 0.97), (0.9, 0.97)]]),
 }
 
+# Digits with a long straight stroke the rest touches, as a pen lying across the digit would
+# (digitcloud.clutter._touching_bar must keep them), drawn exact: name -> (digit, strokes).
+LONG_STROKE: dict[str, tuple[int, list[Stroke]]] = {
+    "2, base 1.9 times its body": (
+        2,
+        [[*_arc(0.5, 0.32, 0.16, 0.16, 200, 380), (0.38, 0.62), (0.14, 0.62), (0.86, 0.62)]],
+    ),
+    "7, bar nearly three times its stem, the stem at its end": (7, [[(0.05, 0.3), (0.95, 0.3), (0.95, 0.68)]]),
+}
+
 
 def draw_digit(
     digit: int,
@@ -57,19 +67,21 @@ def draw_digit(
     size: int = 112,
     width: float | None = None,
     strokes: list[Stroke] | None = None,
+    exact: bool = False,
 ) -> Image.Image:
     """A hand-drawn-looking digit: white ink on black, ``size`` px square, with random wobble,
-    slant and stroke width; ``strokes`` in place of the digit's own (``APART``)."""
+    slant and stroke width; ``strokes`` in place of the digit's own (``APART``, ``LONG_STROKE``);
+    ``exact``: the strokes as they are, without wobble, slant or squeeze."""
     scale = 4  # draw big, shrink with anti-aliasing
     canvas = size * scale
     img = Image.new("L", (canvas, canvas), 0)
     draw = ImageDraw.Draw(img)
-    angle = math.radians(rng.uniform(-10, 10))
-    shear = rng.uniform(-0.25, 0.1)
-    sx, sy = rng.uniform(0.75, 1.0), rng.uniform(0.9, 1.0)
+    angle = 0.0 if exact else math.radians(rng.uniform(-10, 10))
+    shear = 0.0 if exact else rng.uniform(-0.25, 0.1)
+    sx, sy = (1.0, 1.0) if exact else (rng.uniform(0.75, 1.0), rng.uniform(0.9, 1.0))
     stroke = (width if width is not None else rng.uniform(0.07, 0.12)) * canvas * 0.7
     for points in strokes or TEMPLATES[digit]:
-        pts = np.array(points) + rng.normal(0, 0.012, (len(points), 2))
+        pts = np.array(points) + (0.0 if exact else rng.normal(0, 0.012, (len(points), 2)))
         pts -= 0.5
         pts[:, 0] = pts[:, 0] * sx + shear * pts[:, 1]
         pts[:, 1] *= sy
@@ -284,15 +296,18 @@ def glare(picture: Image.Image, rng: np.random.Generator, strength: float = 0.9)
     return Image.composite(white, picture.convert("RGB"), spot.filter(ImageFilter.GaussianBlur(r / 3)))
 
 
-def pen_on_page(picture: Image.Image, rng: np.random.Generator, upright: bool = False) -> Image.Image:
+def pen_on_page(
+    picture: Image.Image, rng: np.random.Generator, upright: bool = False, at: float | None = None
+) -> Image.Image:
     """``picture`` with the pen that wrote the digit lying on the page: a dark rounded bar 7 % of
-    the picture's height thick and 80 % of its width long, near the top or the bottom, turned up
-    to 10 degrees; ``upright``: the same turned a quarter, near the left or the right side."""
+    the picture's height thick and 80 % of its width long, near the top or the bottom (or its
+    middle ``at`` that share of the height), turned up to 10 degrees; ``upright``: the same turned
+    a quarter, near the left or the right side."""
     if upright:
-        level = pen_on_page(picture.transpose(Image.Transpose.ROTATE_90), rng)
+        level = pen_on_page(picture.transpose(Image.Transpose.ROTATE_90), rng, at=at)
         return level.transpose(Image.Transpose.ROTATE_270)
     w, h = picture.size
-    y = float(rng.choice([0.1, 0.9])) * 2 * h
+    y = (float(rng.choice([0.1, 0.9])) if at is None else at) * 2 * h
     body = Image.new("L", (2 * w, 2 * h), 0)  # drawn at twice the size, for a smooth outline
     ImageDraw.Draw(body).rounded_rectangle((0.2 * w, y - 0.07 * h, 1.8 * w, y + 0.07 * h), radius=0.06 * h, fill=255)
     body = body.rotate(float(rng.uniform(-10, 10)), center=(w, y)).resize((w, h), Image.Resampling.LANCZOS)

@@ -23,6 +23,7 @@ from digitcloud.errors import InputError
 from tests.conftest import write_kaggle_csv
 from tests.synthetic import (
     APART,
+    LONG_STROKE,
     boxed,
     draw_digit,
     dust,
@@ -499,6 +500,59 @@ def test_a_straight_stroke_apart_from_the_rest_of_its_digit_is_no_pen(monkeypatc
             # then each reads as without the search for a pen
             unsearched = read_without(monkeypatch, inputs.decode, photo, "lying_bar", off=lambda mask: None)
             assert np.array_equal(read, unsearched), (name, seed)
+
+
+def test_a_pen_lying_across_the_digit_is_taken_out_with_what_it_hides(monkeypatch: pytest.MonkeyPatch) -> None:
+    # given digits photographed with the pen lying level across their top or their foot, turned up
+    # to 10 degrees: touching the ink, so one part with it
+    for digit in (0, 1, 4, 6, 9):
+        ink = draw_digit(digit, np.random.default_rng(digit))
+        page = photograph(ink, np.random.default_rng(digit), size=(400, 400), digit_height=0.5, offset=(0.5, 0.5))
+        plain = inputs.decode(encode(page))
+        for at in (0.3, 0.7):
+            for seed in range(2):
+                photo = encode(pen_on_page(page, np.random.default_rng(seed), at=at))
+                # then each reads as the digit alone, less what the pen hides
+                assert similarity(inputs.decode(photo), plain) > 0.8, (digit, at, seed)
+                # where, without the search for a pen touching the digit, the pen is read with it
+                kept = read_without(monkeypatch, inputs.decode, photo, "_touching_bar", off=lambda *cells: None)
+                assert similarity(kept, plain) < 0.5, (digit, at, seed)
+
+
+@pytest.mark.parametrize("name", list(LONG_STROKE))
+def test_a_long_stroke_the_rest_of_its_digit_touches_is_no_pen(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    # given a 2 whose base is 1.9 times its body's size and reaches past it at both ends, and a 7
+    # whose bar is nearly three times its stem's size but ends where the stem starts
+    digit, strokes = LONG_STROKE[name]
+    guard = {"2": ("TOUCH_LONGER", 1.8), "7": ("BAR_PAST", -1.0)}[name[0]]
+    for seed in range(2):
+        ink = draw_digit(digit, np.random.default_rng(seed), width=0.07, strokes=strokes, exact=True)
+        photo = encode(photograph(ink, np.random.default_rng(seed), size=(400, 300), digit_height=0.8))
+        # then each reads as without the search for a pen touching the digit
+        unsearched = read_without(monkeypatch, inputs.decode, photo, "_touching_bar", off=lambda *cells: None)
+        assert np.array_equal(inputs.decode(photo), unsearched), seed
+        # which the guard it names is what keeps: loosened, the long stroke is taken for a pen
+        with monkeypatch.context() as m:
+            m.setattr(clutter, *guard)
+            assert not np.array_equal(inputs.decode(photo), unsearched), seed
+
+
+def test_a_digit_too_small_to_measure_is_not_searched_for_a_pen_across_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    # given drawn digits 0.12 of a 1000x750 photo's height: about 8 cells of the pen search's grid
+    changed_without_floor = 0
+    for digit in (1, 4, 7):
+        for seed in range(6):
+            ink = draw_digit(digit, np.random.default_rng(seed))
+            photo = encode(photograph(ink, np.random.default_rng(seed), size=(1000, 750), digit_height=0.12))
+            # then each reads as without the search for a pen touching the digit
+            read = inputs.decode(photo)
+            unsearched = read_without(monkeypatch, inputs.decode, photo, "_touching_bar", off=lambda *cells: None)
+            assert np.array_equal(read, unsearched), (digit, seed)
+            with monkeypatch.context() as m:
+                m.setattr(clutter, "TOUCH_MIN", 0)
+                changed_without_floor += not np.array_equal(inputs.decode(photo), read)
+    # which the floor on the digit's size in cells is what keeps (a 4 loses a stroke without it)
+    assert changed_without_floor >= 1
 
 
 def test_a_page_photographed_on_a_desk_reads_as_the_page_alone(monkeypatch: pytest.MonkeyPatch) -> None:
