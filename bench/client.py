@@ -60,14 +60,14 @@ def main() -> None:
         t = time.perf_counter()
         results = one_by_one.classify(digits[: args.per_digit])
         per_digit = args.per_digit / (time.perf_counter() - t)
-        assert all(r.backend == "replicate" for r in results)
+        assert isinstance(results, list) and all(r.backend == "replicate" for r in results)
         creates_single = len(fake.predictions)
 
         batched = Client(model="owner/digitcloud", batch_size=args.batch_size, max_concurrency=args.max_concurrency)
         t = time.perf_counter()
         results = batched.classify(digits)
         batched_rate = len(digits) / (time.perf_counter() - t)
-        assert all(r.backend == "replicate" for r in results)
+        assert isinstance(results, list) and all(r.backend == "replicate" for r in results)
         creates_batched = len(fake.predictions) - creates_single
     finally:
         fake.close()

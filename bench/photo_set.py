@@ -154,8 +154,11 @@ def main() -> None:
         for key, values in r["by"].items():
             print(f"  {key:7s} " + "  ".join(f"{v} {a:.2%}" for v, a in values.items()))
         if device == "cpu" and args.engines:  # the local backend's default engine, on the same photos
+            from torch import fx
+
             from digitcloud.onnx_graph import OnnxModel
 
+            assert isinstance(net, fx.GraphModule)  # what model.prepare makes, and onnx_graph translates
             fast = OnnxModel(net, num_threads=os.cpu_count() or 1).predict(photos, batch_size=256).argmax(1)
             r["onnxruntime"] = {
                 "accuracy": float((read & (fast == labels)).mean()),

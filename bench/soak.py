@@ -171,7 +171,8 @@ class WarningCounter(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         if self.text in record.getMessage():
-            self.count += int(record.args[0]) if self.counted and isinstance(record.args, tuple) else 1
+            first = record.args[0] if isinstance(record.args, tuple) and record.args else None
+            self.count += first if self.counted and isinstance(first, int) else 1
 
 
 def open_fds() -> int:
