@@ -82,14 +82,21 @@ def write_kaggle_csv(path: Path, images: np.ndarray, labels: np.ndarray | None) 
 
 
 @pytest.fixture(scope="session")
-def mnist_validation() -> tuple[np.ndarray, np.ndarray]:
-    """The last 2,000 digits of ../shared/data/mnist (never trained on), when that data is present."""
+def mnist_train() -> tuple[np.ndarray, np.ndarray]:
+    """The 60,000 digits of ../shared/data/mnist and their labels, when that data is present."""
     if not (SHARED_MNIST / "train-images-idx3-ubyte.gz").exists():
         pytest.skip("../shared/data/mnist is not present")
     with gzip.open(SHARED_MNIST / "train-images-idx3-ubyte.gz") as f:
         images = np.frombuffer(f.read(), np.uint8, offset=16).reshape(-1, 28, 28)
     with gzip.open(SHARED_MNIST / "train-labels-idx1-ubyte.gz") as f:
         labels = np.frombuffer(f.read(), np.uint8, offset=8).astype(np.int64)
+    return images, labels
+
+
+@pytest.fixture(scope="session")
+def mnist_validation(mnist_train: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """The last 2,000 digits of ../shared/data/mnist (never trained on), when that data is present."""
+    images, labels = mnist_train
     return images[-2000:], labels[-2000:]
 
 
