@@ -301,8 +301,9 @@ def pen_on_page(
 ) -> Image.Image:
     """``picture`` with the pen that wrote the digit lying on the page: a dark rounded bar 7 % of
     the picture's height thick and 80 % of its width long, near the top or the bottom (or its
-    middle ``at`` that share of the height), turned up to 10 degrees; ``upright``: the same turned
-    a quarter, near the left or the right side."""
+    middle ``at`` that share of the height down), turned up to 10 degrees; ``upright``: the same
+    turned a quarter, near the left or the right side (``at``: that share of the width in from the
+    right)."""
     if upright:
         level = pen_on_page(picture.transpose(Image.Transpose.ROTATE_90), rng, at=at)
         return level.transpose(Image.Transpose.ROTATE_270)
