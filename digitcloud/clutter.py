@@ -650,14 +650,14 @@ def _touching_bar(ys: np.ndarray, xs: np.ndarray, shape: tuple[int, ...]) -> np.
     band = (row >= lo) & (row <= hi)
     start, end = int(along[band].min()), int(along[band].max())
     long, thick = end - start + 1, hi - lo + 1
-    if long < BAR_LONG * thick or band.sum() < BAR_FILL * long * thick:
+    if not _bar_shaped(long, thick, int(band.sum())):
         return None
     m = TOUCH_MARGIN
     rest = (row < lo - m) | (row > hi + m) | (along < start - m) | (along > end + m)
     if not rest.any():
         return None
     size = max(np.ptp(along[rest]), np.ptp(row[rest])) + 1
-    if size < TOUCH_MIN or not BAR_REST * long <= size <= long / TOUCH_LONGER:
+    if size < TOUCH_MIN or not _rest_sized(size, long, TOUCH_LONGER):
         return None
     if along[rest].min() < start + BAR_PAST * size or along[rest].max() > end - BAR_PAST * size:
         return None
@@ -693,14 +693,26 @@ def _is_lying_bar(bar: np.ndarray, rest: np.ndarray) -> bool:
     # its column share is
     level = abs(axes[0, 1]) <= math.sin(math.radians(BAR_TILT))
     upright = abs(axes[1, 1]) <= math.sin(math.radians(BAR_TILT))
-    if not (level or upright) or long < BAR_LONG * thick or len(bar) < BAR_FILL * long * thick:
+    if not (level or upright) or not _bar_shaped(long, thick, len(bar)):
         return False
     across, along = ((rest - centre) @ axes).T
     size = max(np.ptp(along), np.ptp(across)) + 1
     gap = max(across.min() - thick / 2, -thick / 2 - across.max())  # positive when beside
-    if gap <= 0 or not BAR_REST * long <= size <= long / BAR_LONGER or len(rest) < BAR_MASS * len(bar):
+    if gap <= 0 or not _rest_sized(size, long, BAR_LONGER) or len(rest) < BAR_MASS * len(bar):
         return False
     return bool(level or gap >= BAR_APART * size)
+
+
+def _bar_shaped(long: float, thick: float, cells: int) -> bool:
+    """A straight bar: ``BAR_LONG`` times as long as thick or more, its ``cells`` filling ``BAR_FILL``
+    of that rectangle (a pen apart from the digit, ``_is_lying_bar``, or across it, ``_touching_bar``)."""
+    return bool(long >= BAR_LONG * thick and cells >= BAR_FILL * long * thick)
+
+
+def _rest_sized(size: float, long: float, longer: float) -> bool:
+    """The rest of the ink, of ``size``, is a digit beside a bar ``long``: ``longer`` times shorter
+    than the bar at least, and ``BAR_REST`` of it at least (a dot beside a "1" is no digit beside a pen)."""
+    return bool(BAR_REST * long <= size <= long / longer)
 
 
 def _edge_clusters(mask: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> list[tuple[int, int]]:
