@@ -67,6 +67,13 @@ def build_parser() -> argparse.ArgumentParser:
     classify.add_argument("--batch-size", type=int, default=None, help="digits per batch (default 256)")
     classify.add_argument("--max-concurrency", type=int, default=None, help="cloud predictions in flight (4)")
     classify.add_argument("--timeout", type=float, default=None, help="seconds per cloud batch (120)")
+    classify.add_argument(
+        "--public-urls-only",
+        dest="private_urls",
+        action="store_false",
+        default=None,
+        help="download URLs only from public addresses, redirects included (DIGITCLOUD_PRIVATE_URLS=0)",
+    )
     progress = classify.add_mutually_exclusive_group()
     progress.add_argument(
         "--progress", dest="progress", action="store_true", default=None, help="always show a progress bar on stderr"
@@ -135,6 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             batch_size=args.batch_size,
             max_concurrency=args.max_concurrency,
             timeout=args.timeout,
+            private_urls=args.private_urls,
         ) as client:
             inputs = list(args.paths) + list(args.csv)
             show_progress = args.progress if args.progress is not None else sys.stderr.isatty()

@@ -48,7 +48,7 @@ class Client:
 
     ``backend``: ``"auto"`` (default), ``"cloud"`` or ``"local"`` (``DIGITCLOUD_BACKEND``).
     "auto" sends batches to the configured cloud and answers locally when it is unavailable (or
-    when there is none, or offline); "cloud" never answers locally; "local" never uses the network.
+    when there is none, or offline); "cloud" never answers locally; "local" never sends digits to a cloud.
     ``model``: a Replicate model, ``owner/name[:version]`` (``DIGITCLOUD_MODEL``), or
     ``deployment``: ``owner/name`` (``DIGITCLOUD_DEPLOYMENT``); with ``REPLICATE_API_TOKEN``
     (or ``token=``) and ``REPLICATE_BASE_URL`` read as the official client reads them.
@@ -57,9 +57,11 @@ class Client:
     ``max_concurrency``: cloud predictions in flight (``DIGITCLOUD_MAX_CONCURRENCY``, default 4).
     ``timeout``: seconds per cloud batch, retries included (``DIGITCLOUD_TIMEOUT``, default 120).
     ``num_threads``: CPU threads for the local model (default: one per available core).
-    ``offline``: never use the network (``DIGITCLOUD_OFFLINE=1``).
+    ``offline``: never send digits to a cloud (``DIGITCLOUD_OFFLINE=1``); URL inputs are still downloaded.
     ``local_engine``: what runs the local model, ``"onnxruntime"``, ``"torch"`` or ``"auto"``
     (default: onnxruntime when installed, else torch; ``DIGITCLOUD_LOCAL_ENGINE``).
+    ``private_urls``: ``False`` downloads URL inputs only from public addresses, redirects included
+    (``DIGITCLOUD_PRIVATE_URLS=0``; default ``True``): for a service handing on URLs it was given.
     """
 
     def __init__(
@@ -76,6 +78,7 @@ class Client:
         num_threads: int | None = None,
         offline: bool | None = None,
         local_engine: str | None = None,
+        private_urls: bool | None = None,
     ) -> None:
         self.settings = Settings.resolve(
             backend=backend,
@@ -89,6 +92,7 @@ class Client:
             num_threads=num_threads,
             offline=offline,
             local_engine=local_engine,
+            private_urls=private_urls,
         )
         self._local = LocalBackend(
             batch_size=self.settings.batch_size,
@@ -156,7 +160,7 @@ class Client:
         carries ``partial_results``: the results (in order, from the first) already finished.
         """
         single = not inputs.is_batch(images)
-        items = list(inputs.expand(images))
+        items = list(inputs.expand(images, private_urls=self.settings.private_urls))
         results: list[Prediction] = []
         try:
             results.extend(self._run(items, progress=progress, total=len(items)))
@@ -170,7 +174,8 @@ class Client:
 
         To stop early, ``close()`` it or drop it: what it started is cancelled (when dropped, once
         it is garbage-collected; at once for a ``for`` loop left with ``break`` in CPython)."""
-        yield from self._run(inputs.expand(images), progress=progress, total=None)
+        items = inputs.expand(images, private_urls=self.settings.private_urls)
+        yield from self._run(items, progress=progress, total=None)
 
     def _run(self, items: Any, *, progress: bool, total: int | None) -> Iterator[Prediction]:
         bar = _progress_bar(total) if progress else None

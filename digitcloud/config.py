@@ -130,11 +130,15 @@ class Settings:
     """CPU threads for the local model; ``None`` means one per available core."""
 
     offline: bool = False
-    """``DIGITCLOUD_OFFLINE=1``: never touch the network for classification."""
+    """``DIGITCLOUD_OFFLINE=1``: never send digits to a cloud (URL inputs are still downloaded)."""
 
     local_engine: str = "auto"
     """What runs the local model (``DIGITCLOUD_LOCAL_ENGINE``): ``"onnxruntime"`` (fastest on a
     CPU), ``"torch"``, or ``"auto"``: onnxruntime when it is installed, else torch."""
+
+    private_urls: bool = True
+    """``DIGITCLOUD_PRIVATE_URLS=0``: URL inputs are downloaded only from public addresses (for a
+    service that passes on URLs it was given: no loopback, LAN or cloud-metadata address)."""
 
     @classmethod
     def resolve(
@@ -145,6 +149,7 @@ class Settings:
         num_threads: int | None = None,
         offline: bool | None = None,
         local_engine: str | None = None,
+        private_urls: bool | None = None,
         cog_url: str | None = None,
         model: str | None = None,
         deployment: str | None = None,
@@ -166,7 +171,9 @@ class Settings:
         if local_engine not in LOCAL_ENGINES:
             raise ConfigError(f"local_engine must be one of {', '.join(LOCAL_ENGINES)}; got {local_engine!r}")
         if offline is None:
-            offline = env.get("DIGITCLOUD_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+            offline = _switch(env, "DIGITCLOUD_OFFLINE", False)
+        if private_urls is None:
+            private_urls = _switch(env, "DIGITCLOUD_PRIVATE_URLS", True)
         # A cloud given as an argument replaces the environment's; a local or offline run reads none from it.
         if not (cog_url or model or deployment) and backend != "local" and not offline:
             cog_url = env.get("DIGITCLOUD_COG_URL") or None
@@ -207,6 +214,7 @@ class Settings:
             num_threads=num_threads,
             offline=offline,
             local_engine=local_engine,
+            private_urls=private_urls,
             cog_url=cog_url,
             model=model,
             deployment=deployment,
@@ -241,6 +249,18 @@ def _check_token(secret: Secret, where: str) -> None:
                 f"{where} has a character that cannot be sent (character {position}: U+{ord(char):04X} {name}); "
                 "copy the token again from https://replicate.com/account/api-tokens"
             )
+
+
+def _switch(env: Mapping[str, str], name: str, default: bool) -> bool:
+    """An on/off variable: 1/true/yes/on or 0/false/no/off, any case; unset or blank gives ``default``."""
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be 1 or 0 (true/false, yes/no, on/off); got {env[name]!r}")
 
 
 N = TypeVar("N", int, float)

@@ -8,9 +8,9 @@ Two steps, so one bad item never stops the batch:
   MNIST recipe, ``photo.normalize_grey``), or raises ``InputError`` naming the item.
   ``load_items`` does that for a list, keeping errors as values.
 
-This module also guards the decoder (file size and pixel limits, the formats Pillow may try) and
-fetches URLs. It is shared with ``predict.py``, so a raw photo gives the same 28x28 in the cloud as
-locally. It never imports torch: a torch tensor is recognised by duck typing.
+This module also guards the decoder (file size and pixel limits, the formats Pillow may try);
+``downloads`` fetches URLs. It is shared with ``predict.py``, so a raw photo gives the same 28x28
+in the cloud as locally. It never imports torch: a torch tensor is recognised by duck typing.
 
 The modules under it, each with one job: ``photo`` (a grey picture -> the 28x28 digit), ``paper``
 (polarity and the paper's light), ``clutter`` (what a photo shows besides the digit),
@@ -24,7 +24,6 @@ import glob
 import io
 import math
 import os
-import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import partial
@@ -40,8 +39,6 @@ from digitcloud.errors import InputError
 MAX_FILE_BYTES = 32 * 1024 * 1024
 MAX_PIXELS = 50_000_000  # a 48 MP phone photo fits; Pillow's own bomb limit is 89 MP
 WORK_SIZE = 512  # photos are shrunk to at most this before the recipe: a digit needs far less
-URL_TIMEOUT = (5.0, 20.0)  # connect, read (seconds)
-URL_DEADLINE = 60.0  # seconds for a whole download
 IMAGE_SUFFIXES = frozenset(
     {".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pbm", ".pnm"}
 )
@@ -265,45 +262,12 @@ def normalize(image: Any) -> np.ndarray:
     return items[0].load()
 
 
-def fetch_url(url: str) -> bytes:
-    """Download an http(s) image with a size cap, a timeout per read and one for the whole download;
-    redirects stay on http(s). No credentials are sent (requests' own .netrc lookup aside)."""
-    import requests
-    import urllib3.exceptions
+def fetch_url(url: str, *, private: bool = True) -> bytes:
+    """Download an http(s) image (``downloads.fetch``: ``MAX_FILE_BYTES``, deadlines; ``private=False``
+    refuses addresses that are not public). requests loads only when a URL is given."""
+    from digitcloud import downloads
 
-    deadline = time.monotonic() + URL_DEADLINE
-    try:
-        with requests.get(url, timeout=URL_TIMEOUT, stream=True) as resp:
-            if resp.url.split(":", 1)[0].lower() not in ("http", "https"):
-                raise InputError("redirected to a non-http(s) URL")
-            if resp.status_code != 200:
-                raise InputError(f"download failed: HTTP {resp.status_code}")
-            declared = _content_length(resp.headers.get("Content-Length"))
-            if declared is not None and declared > MAX_FILE_BYTES:
-                raise InputError(f"file too large: {declared:,} bytes (limit {MAX_FILE_BYTES:,})")
-            chunks, size = [], 0
-            while True:
-                # read1: at most one socket read per call, so a server trickling a byte at a time
-                # meets the overall deadline instead of holding us URL_TIMEOUT per byte forever.
-                chunk = resp.raw.read1(64 * 1024, decode_content=True)
-                if not chunk:
-                    break
-                size += len(chunk)
-                if size > MAX_FILE_BYTES:
-                    raise InputError(f"file too large: over {MAX_FILE_BYTES:,} bytes")
-                if time.monotonic() > deadline:
-                    raise InputError(f"download too slow: not finished after {URL_DEADLINE:.0f} s")
-                chunks.append(chunk)
-            return b"".join(chunks)
-    except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
-        raise InputError(f"download failed: {type(exc).__name__}") from exc
-
-
-def _content_length(value: str | None) -> int | None:
-    """A Content-Length header as bytes; ``None`` when absent or not a plain decimal number."""
-    if not value or not value.strip().isascii() or not value.strip().isdecimal():
-        return None
-    return int(value.strip())
+    return downloads.fetch(url, limit=MAX_FILE_BYTES, private=private)
 
 
 # --------------------------------------------------------------------------- expanding user arguments
@@ -501,10 +465,11 @@ def _csv_item(source: str, row: list[str], has_label: bool) -> Item:
     return Item(source, partial(normalize_array, pixels))
 
 
-def expand(images: Any) -> Iterator[Item]:
-    """One ``Item`` per image named by ``images``, lazily and in order (see the README's table)."""
+def expand(images: Any, *, private_urls: bool = True) -> Iterator[Item]:
+    """One ``Item`` per image named by ``images``, lazily and in order (see the README's table).
+    ``private_urls=False``: a URL is downloaded only from a public address (``downloads``)."""
     if isinstance(images, (str, os.PathLike)):
-        yield from _path_items(images)
+        yield from _path_items(images, private_urls)
     elif isinstance(images, (bytes, bytearray, memoryview)):
         data = bytes(images)
         yield Item(f"bytes ({len(data):,} B)", lambda: decode(data))
@@ -533,7 +498,7 @@ def expand(images: Any) -> Iterator[Item]:
                 kind = type(element).__name__
                 yield Item(f"nested {kind}", lambda: _raise("a list inside the list is not an image; flatten it"))
             else:
-                yield from expand(element)
+                yield from expand(element, private_urls=private_urls)
     else:
         kind = type(images).__name__
         yield Item(kind, lambda: _raise(f"unsupported input type {kind}"))
@@ -589,10 +554,10 @@ def _read_stream(f: Any) -> bytes:
     return bytes(data)
 
 
-def _path_items(path: str | os.PathLike[str]) -> Iterator[Item]:
+def _path_items(path: str | os.PathLike[str], private_urls: bool) -> Iterator[Item]:
     text = os.fspath(path)
     if _is_url(text):
-        yield Item(f"url {text!r}", lambda: decode(fetch_url(text)))
+        yield Item(f"url {text!r}", lambda: decode(fetch_url(text, private=private_urls)))
     elif os.path.isdir(text):
         files = list_image_files(text)
         if not files:

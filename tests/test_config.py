@@ -26,6 +26,8 @@ def test_argument_beats_environment_beats_default() -> None:
         ({}, {"DIGITCLOUD_BATCH_SIZE": "250001"}, "batch_size must be between 1 and 250,000; got 250001"),
         ({"num_threads": 0}, {}, "num_threads"),
         ({}, {"DIGITCLOUD_BATCH_SIZE": "lots"}, "DIGITCLOUD_BATCH_SIZE must be an integer"),
+        ({}, {"DIGITCLOUD_OFFLINE": "ye"}, "DIGITCLOUD_OFFLINE must be 1 or 0 .* got 'ye'"),
+        ({}, {"DIGITCLOUD_PRIVATE_URLS": "maybe"}, "DIGITCLOUD_PRIVATE_URLS must be 1 or 0 .* got 'maybe'"),
     ],
 )
 def test_bad_settings_name_what_is_wrong(kwargs: dict, env: dict, message: str) -> None:

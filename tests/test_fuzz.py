@@ -39,7 +39,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from PIL import Image
 
-from digitcloud import contract, digits_file, inputs
+from digitcloud import contract, digits_file, downloads, inputs
 from digitcloud.errors import CloudError, InputError
 from digitcloud.model import prediction_entries
 from tests.synthetic import draw_digit, encode
@@ -854,7 +854,7 @@ class _Trickle(http.server.BaseHTTPRequestHandler):
 
 def test_regression_a_trickling_download_meets_the_overall_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
     # one byte every 20 ms never trips the 20 s read timeout; only a deadline on the whole download ends it
-    monkeypatch.setattr(inputs, "URL_DEADLINE", 0.5)
+    monkeypatch.setattr(downloads, "DEADLINE", 0.5)
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Trickle)
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()

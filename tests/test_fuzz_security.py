@@ -72,7 +72,7 @@ def test_the_shipped_weights_are_safetensors() -> None:
     "url", ["file:///etc/passwd", "ftp://example.test/seven.png", "gopher://example.test/1", "HTTP:/one-slash.png"]
 )
 def test_only_http_and_https_urls_are_fetched(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    def fetch(u: str) -> bytes:
+    def fetch(u: str, **kwargs: object) -> bytes:
         raise AssertionError(f"fetched {u}")
 
     monkeypatch.setattr(inputs, "fetch_url", fetch)
