@@ -34,11 +34,13 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from digitcloud import photo
+from digitcloud.batching import ordered_map
 from digitcloud.errors import InputError
 
 MAX_FILE_BYTES = 32 * 1024 * 1024
 MAX_PIXELS = 50_000_000  # a 48 MP phone photo fits; Pillow's own bomb limit is 89 MP
 WORK_SIZE = 512  # photos are shrunk to at most this before the recipe: a digit needs far less
+DOWNLOADS_AHEAD = 8  # URL inputs fetched at once (load_items)
 IMAGE_SUFFIXES = frozenset(
     {".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pbm", ".pnm"}
 )
@@ -51,10 +53,12 @@ EXIF_ORIENTATION = 0x0112
 
 @dataclass(frozen=True)
 class Item:
-    """One image to classify: where it came from and how to load it."""
+    """One image to classify: where it came from and how to load it. ``download``, for a URL: the
+    step that only waits on a server, which ``load_items`` runs for several items at once."""
 
     source: str
     loader: Callable[[], np.ndarray]
+    download: Callable[[], bytes] | None = None
 
     def load(self) -> np.ndarray:
         return self.loader()
@@ -557,7 +561,8 @@ def _read_stream(f: Any) -> bytes:
 def _path_items(path: str | os.PathLike[str], private_urls: bool) -> Iterator[Item]:
     text = os.fspath(path)
     if _is_url(text):
-        yield Item(f"url {text!r}", lambda: decode(fetch_url(text, private=private_urls)))
+        download = partial(fetch_url, text, private=private_urls)
+        yield Item(f"url {text!r}", lambda: decode(download()), download)
     elif os.path.isdir(text):
         files = list_image_files(text)
         if not files:
@@ -586,9 +591,10 @@ class Loaded:
     error: InputError | None
 
 
-def load_item(index: int, item: Item) -> Loaded:
+def load_item(index: int, item: Item, loader: Callable[[], np.ndarray] | None = None) -> Loaded:
+    """``item`` loaded (by ``loader`` in place of its own, when given), or the error naming it."""
     try:
-        digit = item.load()
+        digit = (loader or item.load)()
     except InputError as exc:
         return Loaded(index, item.source, None, exc.at(index, item.source))
     except Exception as exc:
@@ -598,8 +604,31 @@ def load_item(index: int, item: Item) -> Loaded:
 
 
 def load_items(items: Iterable[Item], start: int = 0) -> list[Loaded]:
-    """Load each item; errors stay in place as values so every item has exactly one outcome."""
-    return [load_item(start + i, item) for i, item in enumerate(items)]
+    """Load each item; errors stay in place as values so every item has exactly one outcome.
+
+    URLs are downloaded up to ``DOWNLOADS_AHEAD`` at once, ahead of the item being decoded (a
+    download mostly waits on the server); decoding stays one item at a time, in order, so at most
+    that many downloaded files are held besides the one being decoded.
+    """
+    items = list(items)
+    ahead = min(DOWNLOADS_AHEAD, sum(item.download is not None for item in items))
+    loaders = ordered_map(_downloaded, items, ahead)
+    return [load_item(start + i, item, loader) for i, (item, loader) in enumerate(zip(items, loaders, strict=True))]
+
+
+def _downloaded(item: Item) -> Callable[[], np.ndarray] | None:
+    """For a URL item: its bytes fetched now, and how to decode them (or re-raise the fetch's error)."""
+    if item.download is None:
+        return None
+    try:
+        data = item.download()
+    except Exception as exc:
+        return partial(_reraise, exc)
+    return partial(decode, data)
+
+
+def _reraise(exc: Exception) -> np.ndarray:
+    raise exc
 
 
 def stack(loaded: Iterable[Loaded]) -> np.ndarray:

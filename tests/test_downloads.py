@@ -1,5 +1,6 @@
-"""URL inputs from public addresses only (``private_urls=False``, digitcloud.downloads): refused on
-the connected socket before a byte is sent, for the URL and for each redirect, with proxies ignored.
+"""URL inputs (digitcloud.downloads): several downloaded at once, answered in input order; and from
+public addresses only (``private_urls=False``): refused on the connected socket before a byte is
+sent, for the URL and for each redirect, with proxies ignored.
 
 Every server here is on loopback, so "public" is played by 127.0.0.1 where a test needs one: it
 swaps ``downloads.is_public`` for a rule that calls 127.0.0.1 public and every other address not.
@@ -158,3 +159,60 @@ def test_the_environment_and_the_command_line_turn_private_urls_off(
         assert cli_main(["classify", "--backend", "local", "--format", "json", "--public-urls-only", server.url]) == 1
         assert server.requests == 0
     assert "not a public address" in capsys.readouterr().err
+
+
+class _GatedHandler(http.server.BaseHTTPRequestHandler):
+    """Holds each GET until ``gate`` requests have been in flight together once (or 2 s pass), then
+    answers with ``/<digit>.png``'s photo; records the most in flight at once."""
+
+    server: _GatedServer
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        srv = self.server
+        with srv.lock:
+            srv.in_flight += 1
+            srv.most = max(srv.most, srv.in_flight)
+            srv.lock.notify_all()
+            srv.lock.wait_for(lambda: srv.most >= srv.gate, timeout=2)
+        name = self.path.strip("/")
+        body = srv.photos.get(name)
+        self.send_response(200 if body else 404)
+        self.send_header("Content-Length", str(len(body or b"")))
+        self.end_headers()
+        self.wfile.write(body or b"")
+        with srv.lock:
+            srv.in_flight -= 1
+
+
+class _GatedServer(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, photos: dict[str, bytes], gate: int) -> None:
+        super().__init__(("127.0.0.1", 0), _GatedHandler)
+        self.photos, self.gate = photos, gate
+        self.lock = threading.Condition()
+        self.in_flight = self.most = 0
+
+
+def test_urls_are_downloaded_several_at_once_and_answered_in_order() -> None:
+    # given twelve URLs (ten digits, a 404 and a digit again) on a server that answers none until
+    # DOWNLOADS_AHEAD are waiting at once
+    photos = {f"{d}.png": encode(draw_digit(d, np.random.default_rng(d))) for d in range(10)}
+    server = _GatedServer(photos, gate=inputs.DOWNLOADS_AHEAD)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    names = [f"{d}.png" for d in (3, 1, 4, 1, 5, 9, 2, 6)] + ["missing.png", "5.png", "3.png", "5.png"]
+    try:
+        results = Client(backend="local").classify([f"{base}/{n}" for n in names])
+    finally:
+        server.shutdown()
+        server.server_close()
+    # then that many were in flight together, never more, and each answer sits in its URL's place
+    assert server.most == inputs.DOWNLOADS_AHEAD
+    assert [r.index for r in results] == list(range(len(names)))
+    assert [r.digit for r in results] == [3, 1, 4, 1, 5, 9, 2, 6, None, 5, 3, 5]
+    error = str(results[8].error)
+    assert "HTTP 404" in error and "missing.png" in error
