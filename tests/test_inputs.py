@@ -810,6 +810,46 @@ def test_url_download_is_capped(http_root: tuple[Path, str], monkeypatch: pytest
     assert item.error is not None and "too large" in item.error.reason
 
 
+def test_image_files_are_decoded_several_at_once_and_kept_in_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given nine files whose decoding waits until three decodes run together (or 2 s pass)
+    monkeypatch.setattr(inputs, "DECODE_THREADS", 3)
+    gate = threading.Condition()
+    running = most = 0
+    real = inputs.decode_file
+
+    def decode_file(path: str | Path) -> np.ndarray:
+        nonlocal running, most
+        with gate:
+            running += 1
+            most = max(most, running)
+            gate.notify_all()
+            gate.wait_for(lambda: most >= 3, timeout=2)
+        try:
+            return real(path)
+        finally:
+            with gate:
+                running -= 1
+
+    monkeypatch.setattr(inputs, "decode_file", decode_file)
+    digits = [3, 1, 4, 1, 5, 9, 2, 6, 5]
+    paths = []
+    for i, d in enumerate(digits):
+        paths.append(tmp_path / f"{i}.png")
+        paths[-1].write_bytes(encode(draw_digit(d, np.random.default_rng(d))))
+    (tmp_path / "2.png").write_bytes(b"not an image")
+    # when they are loaded with an array beside them (not decoded, so not spread over threads)
+    loaded = load_all([*paths, np.zeros((28, 28), np.uint8)])
+    # then three ran together, never more, and every outcome sits in its item's place
+    assert most == 3
+    assert [x.index for x in loaded] == list(range(10))
+    assert [x.source for x in loaded[:9]] == [repr(str(p)) for p in paths]
+    assert loaded[2].error is not None and "2.png" in str(loaded[2].error)
+    expected = [real(p) for p in paths if p.name != "2.png"]
+    np.testing.assert_array_equal(np.stack([x.digit for x in loaded[:9] if x.digit is not None]), np.stack(expected))
+
+
 # ----------------------------------------------------------------------------- bad inputs
 
 
