@@ -34,7 +34,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from digitcloud import photo
-from digitcloud.batching import ordered_map
+from digitcloud.batching import ordered_map, prefetched
 from digitcloud.errors import InputError
 
 MAX_FILE_BYTES = 32 * 1024 * 1024
@@ -611,15 +611,16 @@ def load_items(items: Iterable[Item], start: int = 0) -> list[Loaded]:
     """Load each item; errors stay in place as values so every item has exactly one outcome.
 
     URLs are downloaded up to ``DOWNLOADS_AHEAD`` at once, ahead of the items being decoded (a
-    download mostly waits on the server), and encoded images are decoded ``DECODE_THREADS`` at a
-    time (Pillow and numpy release the GIL: 1.7-1.9x on 2 cores); so at most that many downloaded
-    files, and that many decodes, are held at once. Other items (arrays, PIL images, file objects)
-    are cheap or the caller's own, and load one at a time.
+    download mostly waits on the server; ``batching.prefetched``, so Ctrl-C never waits on one),
+    and encoded images are decoded ``DECODE_THREADS`` at a time (Pillow and numpy release the GIL:
+    1.7-1.9x on 2 cores); so at most that many downloaded files, and that many decodes, are held at
+    once. Other items (arrays, PIL images, file objects) are cheap or the caller's own, and load one
+    at a time.
     """
     items = list(items)
     ahead = min(DOWNLOADS_AHEAD, sum(item.download is not None for item in items))
     threads = min(DECODE_THREADS, sum(item.encoded for item in items))
-    loaders = ordered_map(_downloaded, items, ahead)
+    loaders = prefetched(_downloaded, items, ahead)
     jobs = enumerate(zip(items, loaders, strict=True), start)
     return list(ordered_map(_load_job, jobs, threads))
 

@@ -79,3 +79,38 @@ def test_ordered_map_calls_on_abort_when_stopped_early_or_failing() -> None:
     assert aborted == ["closed"]
     assert list(ordered_map(lambda i: i, range(5), 3, on_abort=lambda: aborted.append("no"))) == [0, 1, 2, 3, 4]
     assert aborted == ["closed"]
+
+
+def test_prefetched_keeps_order_runs_ahead_and_never_waits_for_a_stalled_call() -> None:
+    import threading
+
+    from digitcloud.batching import prefetched
+
+    release = threading.Event()
+    started: list[int] = []
+    lock = threading.Lock()
+
+    def fetch(i: int) -> int:
+        with lock:
+            started.append(i)
+        if i >= 1:
+            release.wait(10)  # every call after the first stalls until released
+        if i == 6:
+            raise OSError("six")
+        return i * 10
+
+    stream = prefetched(fetch, range(9), ahead=3)
+    assert next(stream) == 0
+    # three calls ran ahead of the consumer, never more, and closing returns while they stall
+    closer = threading.Thread(target=stream.close)
+    closer.start()
+    closer.join(timeout=2)
+    assert not closer.is_alive()
+    assert sorted(started) == [0, 1, 2, 3]
+    release.set()
+    # in order, with a call's error raised where its result would be
+    stream = prefetched(fetch, range(9), ahead=3)
+    assert [next(stream) for _ in range(6)] == [0, 10, 20, 30, 40, 50]
+    with pytest.raises(OSError, match="six"):
+        next(stream)
+    assert list(prefetched(fetch, range(4), ahead=1)) == [0, 10, 20, 30]
