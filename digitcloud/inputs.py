@@ -35,13 +35,14 @@ from PIL import Image, ImageOps
 
 from digitcloud import photo
 from digitcloud.batching import ordered_map, prefetched
+from digitcloud.config import available_cores
 from digitcloud.errors import InputError
 
 MAX_FILE_BYTES = 32 * 1024 * 1024
 MAX_PIXELS = 50_000_000  # a 48 MP phone photo fits; Pillow's own bomb limit is 89 MP
 WORK_SIZE = 512  # photos are shrunk to at most this before the recipe: a digit needs far less
 DOWNLOADS_AHEAD = 8  # URL inputs fetched at once (load_items)
-DECODE_THREADS = min(4, os.cpu_count() or 1)  # encoded images decoded at once (load_items)
+DECODE_THREADS = min(4, available_cores())  # encoded images decoded at once (load_items)
 IMAGE_SUFFIXES = frozenset(
     {".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pbm", ".pnm"}
 )
@@ -56,8 +57,8 @@ EXIF_ORIENTATION = 0x0112
 class Item:
     """One image to classify: where it came from and how to load it. ``download``, for a URL: the
     step that only waits on a server, which ``load_items`` runs for several items at once.
-    ``encoded``: an image file's bytes to decode (a path, bytes, a URL), milliseconds of work that
-    ``load_items`` spreads over threads; nothing else is shared with the caller, so it may."""
+    ``encoded``: an image file's bytes to decode (a path, bytes, a URL): milliseconds of work on
+    nothing the caller holds, so ``load_items`` may run several on threads."""
 
     source: str
     loader: Callable[[], np.ndarray]
@@ -621,13 +622,18 @@ def load_items(items: Iterable[Item], start: int = 0) -> list[Loaded]:
     ahead = min(DOWNLOADS_AHEAD, sum(item.download is not None for item in items))
     threads = min(DECODE_THREADS, sum(item.encoded for item in items))
     loaders = prefetched(_downloaded, items, ahead)
-    jobs = enumerate(zip(items, loaders, strict=True), start)
-    return list(ordered_map(_load_job, jobs, threads))
+    jobs = zip(range(start, start + len(items)), items, loaders, strict=True)
+    # Encoded items are loaded on the threads; the rest here, in order, one at a time.
+    return [loaded or load_item(*job) for job, loaded in ordered_map(_decoded, jobs, threads)]
 
 
-def _load_job(job: tuple[int, tuple[Item, Callable[[], np.ndarray] | None]]) -> Loaded:
-    index, (item, loader) = job
-    return load_item(index, item, loader)
+_Job = tuple[int, Item, "Callable[[], np.ndarray] | None"]
+
+
+def _decoded(job: _Job) -> tuple[_Job, Loaded | None]:
+    """An encoded item loaded (on a decoding thread); any other is left for the caller's thread."""
+    index, item, loader = job
+    return job, (load_item(index, item, loader) if item.encoded else None)
 
 
 def _downloaded(item: Item) -> Callable[[], np.ndarray] | None:

@@ -833,17 +833,29 @@ def test_image_files_are_decoded_several_at_once_and_kept_in_order(
                 running -= 1
 
     monkeypatch.setattr(inputs, "decode_file", decode_file)
+    array_threads = []
+    real_array = inputs.normalize_array
+
+    def normalize_array(arr: np.ndarray) -> np.ndarray:
+        array_threads.append(threading.current_thread())
+        return real_array(arr)
+
+    monkeypatch.setattr(inputs, "normalize_array", normalize_array)
     digits = [3, 1, 4, 1, 5, 9, 2, 6, 5]
     paths = []
     for i, d in enumerate(digits):
         paths.append(tmp_path / f"{i}.png")
         paths[-1].write_bytes(encode(draw_digit(d, np.random.default_rng(d))))
     (tmp_path / "2.png").write_bytes(b"not an image")
-    # when they are loaded with an array beside them (not decoded, so not spread over threads)
-    loaded = load_all([*paths, np.zeros((28, 28), np.uint8)])
+    # when they are loaded with arrays among them (not decoded, so not spread over threads)
+    array = np.asarray(draw_digit(7, np.random.default_rng(7)))
+    loaded = load_all([array, *paths[:5], array, *paths[5:]])
+    assert loaded[0].digit is not None and loaded[6].digit is not None
+    del loaded[6], loaded[0]
     # then three ran together, never more, and every outcome sits in its item's place
     assert most == 3
-    assert [x.index for x in loaded] == list(range(10))
+    assert array_threads == [threading.main_thread()] * 2
+    assert [x.index for x in loaded] == [*range(1, 6), *range(7, 11)]
     assert [x.source for x in loaded[:9]] == [repr(str(p)) for p in paths]
     assert loaded[2].error is not None and "2.png" in str(loaded[2].error)
     expected = [real(p) for p in paths if p.name != "2.png"]
