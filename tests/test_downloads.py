@@ -140,8 +140,10 @@ def test_a_public_only_download_goes_direct_not_through_a_proxy(
 ) -> None:
     # given a proxy in the environment: it would connect for us, to an address the check never sees
     with serving(body=b"not an image") as proxy, serving(body=seven_png) as image:
-        monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{proxy.server_address[1]}")
-        monkeypatch.setenv("NO_PROXY", "")
+        for name in ("http_proxy", "HTTP_PROXY"):  # requests reads either; the lower-case one first
+            monkeypatch.setenv(name, f"http://127.0.0.1:{proxy.server_address[1]}")
+        for name in ("no_proxy", "NO_PROXY"):
+            monkeypatch.setenv(name, "")
         assert downloads.fetch(image.url, limit=1 << 20, private=False) == seven_png
         assert (proxy.requests, image.requests) == (0, 1)
         # the default download honours the proxy, as requests does
