@@ -6,12 +6,14 @@ the address the name resolved to, on this connection (a second lookup could answ
 for the URL and for every redirect. Private, loopback, link-local (cloud metadata at
 169.254.169.254), shared (100.64/10), multicast, reserved and unspecified addresses are refused,
 IPv4 written as IPv6 too. A proxy would connect on our behalf, to an address we never see, so a
-public-only download ignores the environment's proxy settings (and ~/.netrc) and goes direct.
+public-only download ignores the environment's proxy settings (and ~/.netrc) and goes direct; a CA
+bundle named by ``REQUESTS_CA_BUNDLE`` or ``CURL_CA_BUNDLE`` is still used.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import os
 import socket
 import time
 from typing import Any
@@ -80,7 +82,9 @@ class _PublicAdapter(HTTPAdapter):
 def public_only_session() -> requests.Session:
     """A session whose every connection, redirects included, goes direct to a public address."""
     session = requests.Session()
-    session.trust_env = False  # no proxy (it would pick the address), no ~/.netrc
+    session.trust_env = False  # no proxy (it would pick the address), no ~/.netrc ...
+    # ... but the CA bundle the environment names still verifies TLS, as requests would use it
+    session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
     adapter = _PublicAdapter()
     session.mount("http://", adapter)
     session.mount("https://", adapter)

@@ -218,3 +218,17 @@ def test_urls_are_downloaded_several_at_once_and_answered_in_order() -> None:
     assert [r.digit for r in results] == [3, 1, 4, 1, 5, 9, 2, 6, None, 5, 3, 5]
     error = str(results[8].error)
     assert "HTTP 404" in error and "missing.png" in error
+
+
+def test_a_public_only_download_still_verifies_tls_with_the_environments_ca_bundle(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # proxies and .netrc are off (trust_env), which would drop the CA bundle variables too
+    for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+        monkeypatch.delenv(name, raising=False)
+    assert downloads.public_only_session().verify is True
+    monkeypatch.setenv("CURL_CA_BUNDLE", "/etc/corp/curl.pem")
+    assert downloads.public_only_session().verify == "/etc/corp/curl.pem"
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/corp/ca.pem")
+    session = downloads.public_only_session()
+    assert session.verify == "/etc/corp/ca.pem" and session.trust_env is False
