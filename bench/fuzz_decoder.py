@@ -16,7 +16,8 @@ byte picks a target, the rest is its input:
 Each must give a result or an ``InputError``/``CloudError``; any other exception is reported as a
 crash with the input that caused it. Defaults unless given: ``-timeout=10`` (a hang is an input
 that takes longer) and ``-rss_limit_mb=1536`` (a memory blow-up is a crash too). The seed corpus is
-the synthetic digit of ``tests/synthetic.py`` in each format, a real batch file and a real output.
+the synthetic digit of ``tests/synthetic.py`` in each format (AVIF and HEIC included: the fuzz extra
+brings pillow-heif), a real batch file and a real output.
 """
 
 from __future__ import annotations
@@ -33,8 +34,9 @@ import atheris
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-with atheris.instrument_imports(include=["digitcloud", "PIL", "zipfile", "csv"]):
+with atheris.instrument_imports(include=["digitcloud", "PIL", "pillow_heif", "zipfile", "csv"]):
     import numpy as np
+    import pillow_heif  # noqa: F401  (the heic extra: instrumented here, registered by the first HEIC)
     from PIL import Image
 
     from digitcloud import contract, digits_file, inputs
@@ -124,6 +126,8 @@ def seeds(folder: Path) -> None:
         "bmp": encode(digit, "BMP"),
         "pgm": encode(digit, "PPM"),
         "png-exif": encode(digit, "PNG", exif_orientation=6),
+        "avif": encode(digit, "AVIF", exif_orientation=6),
+        "heic": encode(digit, "HEIC", exif_orientation=6),
     }
     batch = np.random.default_rng(0).integers(0, 256, (2, 28, 28), dtype=np.uint8)
     probs = np.full((2, 10), 0.01)

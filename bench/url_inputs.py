@@ -1,11 +1,11 @@
 """URL inputs: how fast a list of image URLs is classified when each answer takes a while.
 
-    python bench/url_inputs.py [--urls 200] [--latency 0.1] [--size 400]
+    python bench/url_inputs.py [--urls 200] [--latency 0.1] [--size 400] [--format PNG]
 
 A loopback HTTP server answers every GET after ``--latency`` seconds with one of ten photo-style
-digits (``tests.synthetic``, PNG, ``--size`` px). Printed: URLs/s for ``classify(urls)`` on the
-local backend, and the time the same photos take as bytes (no download), so the difference is
-what waiting on the server costs.
+digits (``tests.synthetic``, ``--size`` px square, PNG or ``--format``: JPEG, WEBP, AVIF, HEIC).
+Printed: URLs/s for ``classify(urls)`` on the local backend, and the time the same photos take as
+bytes (no download), so the difference is what waiting on the server costs.
 """
 
 from __future__ import annotations
@@ -25,11 +25,11 @@ from bench.local_cpu import cpu_name
 from tests.synthetic import draw_digit, encode, photograph
 
 
-def photos(size: int) -> list[bytes]:
+def photos(size: int, fmt: str = "PNG") -> list[bytes]:
     out = []
     for digit in range(10):
         rng = np.random.default_rng(digit)
-        out.append(encode(photograph(draw_digit(digit, rng), rng, size=(size, size))))
+        out.append(encode(photograph(draw_digit(digit, rng), rng, size=(size, size)), fmt))
     return out
 
 
@@ -43,7 +43,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         time.sleep(self.server.latency)
         body = self.server.bodies[int(self.path.strip("/").split(".")[0]) % len(self.server.bodies)]
         self.send_response(200)
-        self.send_header("Content-Type", "image/png")
+        self.send_header("Content-Type", "application/octet-stream")  # the bytes say what they are
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
@@ -63,15 +63,17 @@ def main() -> None:
     p.add_argument("--urls", type=int, default=200)
     p.add_argument("--latency", type=float, default=0.1, help="seconds before the server answers each GET")
     p.add_argument("--size", type=int, default=400, help="the photos' side in px")
+    formats = ["PNG", "JPEG", "WEBP", "AVIF", "HEIC"]
+    p.add_argument("--format", default="PNG", choices=formats, help="HEIC needs the heic extra")
     args = p.parse_args()
 
     from digitcloud import Client
 
-    bodies = photos(args.size)
+    bodies = photos(args.size, args.format)
     server = _Server(bodies, args.latency)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     base = f"http://127.0.0.1:{server.server_address[1]}"
-    urls = [f"{base}/{i}.png" for i in range(args.urls)]
+    urls = [f"{base}/{i}" for i in range(args.urls)]
     client = Client(backend="local")
     client.classify(bodies)  # load the model first: only the inputs are timed
     try:
@@ -86,7 +88,7 @@ def main() -> None:
         server.server_close()
     assert all(r.ok for r in results) and [r.digit for r in results] == [r.digit for r in as_bytes]
     latency = f"server latency {args.latency * 1000:.0f} ms"
-    print(f"machine: {cpu_name()}; {args.urls} URLs of {args.size} px PNGs, {latency}")
+    print(f"machine: {cpu_name()}; {args.urls} URLs of {args.size} px {args.format}s, {latency}")
     print(f"the same photos as bytes:   {t_bytes:6.2f} s  ({args.urls / t_bytes:6.1f} images/s)")
     print(f"classify(urls):             {t_urls:6.2f} s  ({args.urls / t_urls:6.1f} URLs/s)")
 

@@ -8,9 +8,10 @@ Two steps, so one bad item never stops the batch:
   MNIST recipe, ``photo.normalize_grey``), or raises ``InputError`` naming the item.
   ``load_items`` does that for a list, keeping errors as values.
 
-This module also guards the decoder (file size and pixel limits, the formats Pillow may try);
-``downloads`` fetches URLs. It is shared with ``predict.py``, so a raw photo gives the same 28x28
-in the cloud as locally. It never imports torch: a torch tensor is recognised by duck typing.
+This module also guards the decoder (file size and pixel limits); ``formats`` names the decoders
+Pillow may try, ``downloads`` fetches URLs. It is shared with ``predict.py``, so a raw photo gives
+the same 28x28 in the cloud as locally. It never imports torch: a torch tensor is recognised by
+duck typing.
 
 The modules under it, each with one job: ``photo`` (a grey picture -> the 28x28 digit), ``paper``
 (polarity and the paper's light), ``clutter`` (what a photo shows besides the digit),
@@ -33,7 +34,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps
 
-from digitcloud import photo
+from digitcloud import formats, photo
 from digitcloud.batching import ordered_map, prefetched
 from digitcloud.config import available_cores
 from digitcloud.errors import InputError
@@ -43,11 +44,6 @@ MAX_PIXELS = 50_000_000  # a 48 MP phone photo fits; Pillow's own bomb limit is 
 WORK_SIZE = 512  # photos are shrunk to at most this before the recipe: a digit needs far less
 DOWNLOADS_AHEAD = 8  # URL inputs fetched at once (load_items)
 DECODE_THREADS = min(4, available_cores())  # encoded images decoded at once (load_items)
-IMAGE_SUFFIXES = frozenset(
-    {".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pbm", ".pnm"}
-)
-# Formats Pillow may try: anything else (PDF, EPS via Ghostscript, …) is refused, whatever the name says.
-IMAGE_FORMATS = ("PNG", "JPEG", "BMP", "GIF", "TIFF", "WEBP", "PPM")
 KAGGLE_PIXELS = 784
 CHANNEL_MODES = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}  # an array's last axis -> Pillow mode
 EXIF_ORIENTATION = 0x0112
@@ -199,7 +195,7 @@ def decode(data: bytes) -> np.ndarray:
     if len(data) > MAX_FILE_BYTES:
         raise InputError(f"file too large: {len(data):,} bytes (limit {MAX_FILE_BYTES:,})")
     try:
-        with Image.open(io.BytesIO(data), formats=IMAGE_FORMATS) as img:
+        with Image.open(io.BytesIO(data), formats=formats.decoders(data)) as img:
             width, height = img.size
             if width * height > MAX_PIXELS:
                 raise InputError(f"image too large: {width}x{height} pixels (limit {MAX_PIXELS:,})")
@@ -211,32 +207,29 @@ def decode(data: bytes) -> np.ndarray:
     except InputError:
         raise
     except Image.UnidentifiedImageError as exc:
-        kind = _sniff(data)
+        kind = formats.sniff(data)
         if kind:
             raise InputError(f"corrupt {kind} file: Pillow cannot decode it") from exc
-        raise InputError("not a supported image (PNG, JPEG, WebP, GIF, BMP, TIFF, PNM)") from exc
+        raise InputError(f"not a supported image ({formats.NAMES})") from exc
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise InputError(f"image too large (decompression bomb guard): {exc}") from exc
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         # Truncated or corrupt data surfaces from load() as OSError / SyntaxError / ValueError.
         raise InputError(f"corrupt or truncated image: {exc}") from exc
+    except RuntimeError as exc:
+        if not _raised_in_a_decoder(exc):
+            raise  # a bug of ours: load_item names it "unexpected", never "corrupt"
+        raise InputError(f"corrupt or truncated image: {exc}") from exc
 
 
-_SIGNATURES = {
-    b"\x89PNG\r\n\x1a\n": "PNG",
-    b"\xff\xd8\xff": "JPEG",
-    b"GIF8": "GIF",
-    b"BM": "BMP",
-    b"II*\x00": "TIFF",
-    b"MM\x00*": "TIFF",
-}
-
-
-def _sniff(data: bytes) -> str:
-    """The format the first bytes claim, to tell "corrupt PNG" from "not an image"."""
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "WebP"
-    return next((kind for magic, kind in _SIGNATURES.items() if data.startswith(magic)), "")
+def _raised_in_a_decoder(exc: BaseException) -> bool:
+    """Whether ``exc`` came out of Pillow's or pillow-heif's code: Pillow's AVIF reader reports a
+    damaged file as ``RuntimeError``, raised by its C part under the plugin's frame."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    module = tb.tb_frame.f_globals.get("__name__", "") if tb is not None else ""
+    return module.startswith(("PIL.", "pillow_heif."))
 
 
 def read_file(path: str | os.PathLike[str]) -> bytes:
@@ -284,7 +277,7 @@ def fetch_url(url: str, *, private: bool = True) -> bytes:
 
 def list_image_files(folder: str | os.PathLike[str]) -> list[Path]:
     """The image files directly in ``folder``, by name; other files are ignored."""
-    return sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.is_dir())
+    return sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in formats.IMAGE_SUFFIXES and not p.is_dir())
 
 
 def _is_url(text: str) -> bool:
@@ -577,7 +570,7 @@ def _path_items(path: str | os.PathLike[str], private_urls: bool) -> Iterator[It
     elif text.lower().endswith(".csv"):
         yield from kaggle_csv_items(text)
     elif not os.path.exists(text) and glob.has_magic(text):
-        matches = sorted(m for m in glob.glob(text, recursive=True) if Path(m).suffix.lower() in IMAGE_SUFFIXES)
+        matches = sorted(m for m in glob.glob(text, recursive=True) if Path(m).suffix.lower() in formats.IMAGE_SUFFIXES)
         if not matches:
             yield Item(f"glob {text!r}", lambda: _raise("no image files match this pattern"))
         for match in matches:

@@ -125,10 +125,13 @@ def _seed_images() -> dict[str, bytes]:
         "bmp": encode(digit, "BMP"),
         "pgm": encode(digit, "PPM"),
         "ppm": encode(digit.convert("RGB"), "PPM"),
+        "avif": encode(digit, "AVIF", quality=80, exif_orientation=6),
+        "heic": encode(digit, "HEIC", quality=80, exif_orientation=6),  # pillow-heif (dev extra) encodes
     }
 
 
 SEEDS = _seed_images()
+ISO_MEDIA = [b"\0\0\0\x18ftypheic\0\0\0\0mif1heic", b"\0\0\0\x1cftypavif\0\0\0\0avifmif1miaf"]  # HEIC, AVIF
 HEADER_WORDS = [b"\xff\xff\xff\xff", b"\x7f\xff\xff\xff", b"\x00\x00\x00\x00", b"\x00\x01\x00\x00", b"\x80\x00"]
 
 
@@ -179,7 +182,9 @@ def test_mutated_encodings_give_a_digit_or_an_input_error(data: bytes) -> None:
 
 @FUZZ
 @given(
-    magic=st.sampled_from([b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF89a", b"BM", b"II*\x00", b"MM\x00*", b"P5\n"]),
+    magic=st.sampled_from(
+        [b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF89a", b"BM", b"II*\x00", b"MM\x00*", b"P5\n", *ISO_MEDIA]
+    ),
     rest=st.binary(max_size=512),
 )
 def test_a_format_signature_then_junk(magic: bytes, rest: bytes) -> None:
