@@ -199,7 +199,7 @@ def decode(data: bytes) -> np.ndarray:
             width, height = img.size
             if width * height > MAX_PIXELS:
                 raise InputError(f"image too large: {width}x{height} pixels (limit {MAX_PIXELS:,})")
-            if img.format == "JPEG":
+            if img.format in ("JPEG", "MPO"):  # MPO: a JPEG with more pictures after it (a phone's HDR gain map)
                 # Let libjpeg decode at 1/2, 1/4 or 1/8 scale when the photo is much larger than needed.
                 img.draft("RGB", (WORK_SIZE, WORK_SIZE))
             img.load()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import io
 import subprocess
 import sys
 from pathlib import Path
@@ -122,6 +123,18 @@ def test_damaged_phone_formats_are_named_errors(photo: Image.Image, fmt: str) ->
             inputs.decode(bytes(damaged))
         except InputError as exc:
             assert exc.reason
+
+
+def test_a_phone_jpeg_with_a_second_picture_reads_as_its_first_scaled_like_a_jpeg() -> None:
+    # given a big photo as a plain JPEG and as the JPEG a phone writes with a gain map after it (MPF:
+    # Pillow opens it as "MPO"; Android's Ultra HDR photos are such files)
+    rng = np.random.default_rng(4)
+    big = photograph(draw_digit(4, rng), rng, size=(2400, 1800), digit_height=0.3)
+    plain = encode(big, "JPEG", quality=90)
+    with_map = encode(big, "MPO", quality=90, save_all=True, append_images=[big.resize((600, 450))])
+    assert Image.open(io.BytesIO(with_map)).format == "MPO"
+    # then both decode to the same digit: the same first picture, decoded at the same reduced scale
+    np.testing.assert_array_equal(inputs.decode(with_map), inputs.decode(plain))
 
 
 def _ftyp(major: bytes, *compatible: bytes) -> bytes:
