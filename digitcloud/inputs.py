@@ -40,7 +40,7 @@ from digitcloud.config import available_cores
 from digitcloud.errors import InputError
 
 MAX_FILE_BYTES = 32 * 1024 * 1024
-MAX_PIXELS = 50_000_000  # a 48 MP phone photo fits; Pillow's own bomb limit is 89 MP
+MAX_PIXELS = 50_000_000  # decoded pixels: a 48 MP photo fits, a JPEG up to Pillow's 89 MP (decoded smaller)
 WORK_SIZE = 512  # photos are shrunk to at most this before the recipe: a digit needs far less
 DOWNLOADS_AHEAD = 8  # URL inputs fetched at once (load_items)
 DECODE_THREADS = min(4, available_cores())  # encoded images decoded at once (load_items)
@@ -197,11 +197,12 @@ def decode(data: bytes) -> np.ndarray:
     try:
         with Image.open(io.BytesIO(data), formats=formats.decoders(data)) as img:
             width, height = img.size
-            if width * height > MAX_PIXELS:
-                raise InputError(f"image too large: {width}x{height} pixels (limit {MAX_PIXELS:,})")
             if img.format in ("JPEG", "MPO"):  # MPO: a JPEG with more pictures after it (a phone's HDR gain map)
-                # Let libjpeg decode at 1/2, 1/4 or 1/8 scale when the photo is much larger than needed.
+                # Let libjpeg decode at 1/2, 1/4 or 1/8 scale when the photo is much larger than needed;
+                # the limit is on what is decoded, so a 64 MP phone JPEG (decoded 1156x867) is read.
                 img.draft("RGB", (WORK_SIZE, WORK_SIZE))
+            if img.size[0] * img.size[1] > MAX_PIXELS:
+                raise InputError(f"image too large: {width}x{height} pixels (limit {MAX_PIXELS:,})")
             img.load()
             return normalize_image(img)
     except InputError:

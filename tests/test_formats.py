@@ -102,6 +102,15 @@ def test_heic_and_avif_obey_the_pixel_limit(photo: Image.Image, monkeypatch: pyt
             inputs.decode(encode(photo, fmt))
 
 
+def test_the_pixel_limit_is_on_what_a_jpeg_is_decoded_at(photo: Image.Image, monkeypatch: pytest.MonkeyPatch) -> None:
+    # in miniature, a 64 MP phone JPEG against the 50 MP limit: libjpeg decodes it at 1/8 scale
+    big = photo.resize((1600, 1200))
+    monkeypatch.setattr(inputs, "MAX_PIXELS", 1_000_000)
+    assert inputs.decode(encode(big, "JPEG", quality=90)).shape == (28, 28)  # decoded at 800x600
+    with pytest.raises(InputError, match="image too large: 1600x1200"):
+        inputs.decode(encode(big, "PNG"))  # decoded whole
+
+
 @pytest.mark.parametrize("fmt", ["HEIC", "AVIF"])
 def test_cut_short_phone_formats_are_named_errors(photo: Image.Image, fmt: str) -> None:
     data = encode(photo, fmt)

@@ -308,6 +308,22 @@ def test_a_photo_at_the_pixel_limit_is_decoded_without_a_second_full_copy(tmp_pa
     assert growth < 49 * 1.5, f"peak RSS grew {growth:.0f} MB for a 49 MB image"
 
 
+@pytest.mark.slow
+def test_a_64_megapixel_phone_jpeg_is_decoded_small(tmp_path: Path) -> None:
+    # given a JPEG the size of a 64 MP phone mode (9248x6936), over the 50 MP limit
+    img = Image.new("L", (9248, 6936), 255)
+    img.paste(0, (4000, 3000, 5200, 4400))
+    path = tmp_path / "phone.jpg"
+    img.save(path, "JPEG", quality=80)
+    del img
+    # when it is decoded in a fresh process
+    growth, outcomes = _rss_growth("decode", path)
+    # then libjpeg decodes it at 1/8 scale (1156x867, 1 MB), which the limit is on: a digit, and
+    # the peak far under the 64 MB the whole picture would take
+    assert outcomes == ["(28, 28)"]
+    assert growth < 20, f"peak RSS grew {growth:.0f} MB"
+
+
 # ----------------------------------------------------------------------------- arrays, PIL images, tensors
 
 PIXEL_DTYPES = [
