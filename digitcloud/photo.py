@@ -3,10 +3,10 @@
 ``normalize_grey`` is the whole recipe. Cut to the page when the photo shows a desk round it
 (``clutter.crop_to_page``); decide the ink's polarity and take the paper's light off (``paper``);
 scale the ink from the paper's level to full ink; take out what is not the digit (``clutter``);
-crop to the strong ink; widen a pen much thinner than MNIST's; fit the ink's box into 20x20
-keeping its aspect ratio (anti-aliased), then place it in 28x28 so its centre of mass sits at
-pixel (14, 14) (LeCun et al.). A 28x28 digit that already looks like that passes through
-untouched. numpy + Pillow only.
+crop to the strong ink (an error if it holds several digits in a row, ``digits_side_by_side``);
+widen a pen much thinner than MNIST's; fit the ink's box into 20x20 keeping its aspect ratio
+(anti-aliased), then place it in 28x28 so its centre of mass sits at pixel (14, 14) (LeCun et
+al.). A 28x28 digit that already looks like that passes through untouched. numpy + Pillow only.
 """
 
 from __future__ import annotations
@@ -30,6 +30,11 @@ MIN_CONTRAST = 24.0  # grey levels between paper and ink below which an image co
 MIN_INK_FRACTION = 0.02
 MIN_INK_PX = 6
 SMALL_INK_FRACTION = 0.15
+# Several digits side by side (a number on the page), not one: empty columns SIDE_GAP of the ink's
+# height wide split it into parts SIDE_TALL of that height tall or more, SIDE_WIDE of their own
+# height wide (a "1", a 4's detached stem are narrower: not counted) and SIDE_SHARE of the ink.
+SIDE_GAP, SIDE_TALL, SIDE_WIDE, SIDE_SHARE = 0.08, 0.5, 0.3, 0.15
+SIDE_INK = 0.1  # faint ink counts: a thin pen's strokes break up at the strong-ink level
 
 
 def normalize_grey(grey: np.ndarray) -> np.ndarray:
@@ -113,6 +118,9 @@ def _normalize_grey(grey: np.ndarray, light_ink: bool, even_light: bool) -> _Rea
             f"no digit found: the only ink is a speck ({ink_w}x{ink_h} px in a {width}x{height} image); "
             "crop closer to the digit"
         )
+    digits = digits_side_by_side(level[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1] > SIDE_INK)
+    if digits > 1:
+        raise InputError(f"{digits} digits side by side, it seems: give one digit per image (crop each)")
     margin = max(1, round(max(rows[-1] - rows[0], cols[-1] - cols[0]) / BOX))
     top, left = max(0, rows[0] - margin), max(0, cols[0] - margin)
     window = level[top : rows[-1] + margin + 1, left : cols[-1] + margin + 1]
@@ -156,6 +164,36 @@ def _ink_level(grey: np.ndarray, floor: float) -> float:
     flat = grey.ravel()
     k = flat.size - blocks  # the index of the blocks-th brightest pixel
     return float(np.partition(flat, k)[k])
+
+
+def digits_side_by_side(box: np.ndarray) -> int:
+    """How many digit-like parts the ink in ``box`` (a mask cropped to it) splits into at empty
+    columns: 1 for a digit, 2 for "42"; 1 for "17", whose "1" is as narrow as a 4's stem."""
+    height = box.shape[0]
+    inked = np.flatnonzero(box.any(0))
+    split = np.flatnonzero(np.diff(inked) - 1 >= max(1.0, SIDE_GAP * height))
+    starts, ends = np.r_[inked[0], inked[split + 1]], np.r_[inked[split], inked[-1]] + 1
+    if starts.size == 1:
+        return 1
+    total = float(box.sum())
+    digits = 0
+    for start, end in zip(starts, ends, strict=True):
+        part = box[:, start:end]
+        tall = _tallest_stroke(part)  # not scattered fragments of a faint digit
+        digit_like = tall >= SIDE_TALL * height and end - start >= SIDE_WIDE * tall
+        digits += bool(digit_like and part.sum() >= SIDE_SHARE * total)
+    return max(1, digits)
+
+
+def _tallest_stroke(mask: np.ndarray) -> int:
+    """The height of the tallest 8-connected part of ``mask``."""
+    labels, count = morphology.components(mask)
+    ys = np.nonzero(labels)[0]
+    top = np.full(count + 1, mask.shape[0])
+    bottom = np.full(count + 1, -1)
+    np.minimum.at(top, labels[labels > 0], ys)
+    np.maximum.at(bottom, labels[labels > 0], ys)
+    return int((bottom - top).max()) + 1
 
 
 def widen_thin_pen(crop: np.ndarray) -> np.ndarray:
