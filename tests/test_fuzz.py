@@ -292,35 +292,32 @@ def test_declared_sizes_are_refused_before_any_buffer_is_allocated(tmp_path: Pat
     assert growth < 40, f"peak RSS grew {growth:.0f} MB"
 
 
+def _decoding_growth(tmp_path: Path, size: tuple[int, int], fmt: str, **params: Any) -> float:
+    """A white grey picture of ``size`` with a black block for ink, saved as ``fmt`` and decoded
+    in a fresh process: how much its peak RSS grew (it must give a digit)."""
+    img = Image.new("L", size, 255)
+    img.paste(0, (size[0] * 3 // 7, size[1] * 3 // 7, size[0] * 4 // 7, size[1] * 3 // 5))
+    path = tmp_path / f"big.{fmt.lower()}"
+    img.save(path, fmt, **params)
+    del img
+    growth, outcomes = _rss_growth("decode", path)
+    assert outcomes == ["(28, 28)"]
+    return growth
+
+
 @pytest.mark.slow
 def test_a_photo_at_the_pixel_limit_is_decoded_without_a_second_full_copy(tmp_path: Path) -> None:
-    # given a 49 MP grey PNG (49 MB of pixels once decoded)
-    img = Image.new("L", (7000, 7000), 255)
-    img.paste(0, (3000, 3000, 4000, 4200))
-    path = tmp_path / "big.png"
-    img.save(path, "PNG", compress_level=1)
-    del img
-    # when it is decoded in a fresh process
-    growth, outcomes = _rss_growth("decode", path)
-    # then it gives a digit and the peak stays near one copy of the pixels (49 MB), not three
-    # (exif_transpose's copy and thumbnail's copy made it 143 MB)
-    assert outcomes == ["(28, 28)"]
+    # a 49 MP grey PNG (49 MB of pixels once decoded): the peak stays near one copy of the pixels,
+    # not three (exif_transpose's copy and thumbnail's copy made it 143 MB)
+    growth = _decoding_growth(tmp_path, (7000, 7000), "PNG", compress_level=1)
     assert growth < 49 * 1.5, f"peak RSS grew {growth:.0f} MB for a 49 MB image"
 
 
 @pytest.mark.slow
 def test_a_64_megapixel_phone_jpeg_is_decoded_small(tmp_path: Path) -> None:
-    # given a JPEG the size of a 64 MP phone mode (9248x6936), over the 50 MP limit
-    img = Image.new("L", (9248, 6936), 255)
-    img.paste(0, (4000, 3000, 5200, 4400))
-    path = tmp_path / "phone.jpg"
-    img.save(path, "JPEG", quality=80)
-    del img
-    # when it is decoded in a fresh process
-    growth, outcomes = _rss_growth("decode", path)
-    # then libjpeg decodes it at 1/8 scale (1156x867, 1 MB), which the limit is on: a digit, and
-    # the peak far under the 64 MB the whole picture would take
-    assert outcomes == ["(28, 28)"]
+    # a JPEG the size of a 64 MP phone mode (9248x6936), over the 50 MP limit: libjpeg decodes it
+    # at 1/8 scale (1156x867, 1 MB), which the limit is on, so the peak stays far under 64 MB
+    growth = _decoding_growth(tmp_path, (9248, 6936), "JPEG", quality=80)
     assert growth < 20, f"peak RSS grew {growth:.0f} MB"
 
 
