@@ -42,7 +42,7 @@ def test_phone_formats_read_like_a_png_turned_once(photo: Image.Image, fmt: str,
     # when it is decoded
     digit = inputs.decode(data).astype(np.float32)
     # then it is the PNG's digit (lossy coding moves it ~1 grey level on average) and not a quarter or
-    # half turn of it (36-41 levels away), which turning twice or not at all would give
+    # half turn of it (33-48 levels away), which turning twice or not at all would give
     assert np.abs(digit - expected).mean() < 6
     for turns in (1, 2, 3):
         assert np.abs(np.rot90(digit, turns) - expected).mean() > 20
