@@ -111,6 +111,6 @@ def _register_heif_reader() -> None:
 
 
 def _release(version: str) -> tuple[int, ...]:
-    """ "1.9.0" -> (1, 9, 0); the leading numbers of "1.10.0.dev1" -> (1, 10, 0)."""
+    """A version's leading numbers: 1.9.0 -> (1, 9, 0), 1.10.0.dev1 -> (1, 10, 0)."""
     numbers = re.match(r"\d+(\.\d+)*", version)
     return tuple(int(n) for n in numbers.group().split(".")) if numbers else ()
