@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, TiffImagePlugin
 
 from digitcloud import formats, photo
 from digitcloud.batching import ordered_map, prefetched
@@ -42,6 +42,7 @@ from digitcloud.errors import InputError
 MAX_FILE_BYTES = 32 * 1024 * 1024
 MAX_PIXELS = 50_000_000  # decoded pixels: a 48 MP photo fits, a JPEG up to Pillow's 89 MP (decoded smaller)
 WORK_SIZE = 512  # photos are shrunk to at most this before the recipe: a digit needs far less
+TIFF_PAGES_LOOKED_AT = 8  # a scan's pages past its reduced-resolution previews; a longer walk costs seconds
 DOWNLOADS_AHEAD = 8  # URL inputs fetched at once (load_items)
 DECODE_THREADS = min(4, available_cores())  # encoded images decoded at once (load_items)
 KAGGLE_PIXELS = 784
@@ -197,6 +198,11 @@ def decode(data: bytes) -> np.ndarray:
     try:
         with Image.open(io.BytesIO(data), formats=formats.decoders(data)) as img:
             width, height = img.size
+            if _holds_several_pictures(img):
+                raise InputError(
+                    f"several pictures in one {img.format} file (pages or animation frames): "
+                    "give one digit per image (save each as its own file)"
+                )
             if img.format in ("JPEG", "MPO"):  # MPO: a JPEG with more pictures after it (a phone's HDR gain map)
                 # Let libjpeg decode at 1/2, 1/4 or 1/8 scale when the photo is much larger than needed;
                 # the limit is on what is decoded, so a 64 MP phone JPEG (decoded 1156x867) is read.
@@ -221,6 +227,31 @@ def decode(data: bytes) -> np.ndarray:
         if not _raised_in_a_decoder(exc):
             raise  # a bug of ours: load_item names it "unexpected", never "corrupt"
         raise InputError(f"corrupt or truncated image: {exc}") from exc
+
+
+def _holds_several_pictures(img: Image.Image) -> bool:
+    """Whether the file holds more than one picture that could be the digit: a multi-page scan's
+    pages, an animation's frames, a HEIF collection's images. Reading only the first would answer for
+    one and lose the rest. Not counted: an MPO's pictures after the first (a phone's HDR gain map, a
+    stereo twin) and a TIFF's reduced-resolution pages (previews, NewSubfileType bit 0). Looks at no
+    more than the first ``TIFF_PAGES_LOOKED_AT`` pages: walking a file's thousands of pages would cost
+    seconds."""
+    if img.format == "MPO" or not getattr(img, "is_animated", False):
+        return False
+    if not isinstance(img, TiffImagePlugin.TiffImageFile):
+        return True
+    pages = 0
+    try:
+        for index in range(TIFF_PAGES_LOOKED_AT):
+            img.seek(index)
+            pages += not int(img.tag_v2.get(254, 0)) & 1
+            if pages > 1:
+                return True
+    except EOFError:  # past the last page
+        pass
+    finally:
+        img.seek(0)
+    return False
 
 
 def _raised_in_a_decoder(exc: BaseException) -> bool:

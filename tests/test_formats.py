@@ -146,6 +146,20 @@ def test_a_phone_jpeg_with_a_second_picture_reads_as_its_first_scaled_like_a_jpe
     np.testing.assert_array_equal(inputs.decode(with_map), inputs.decode(plain))
 
 
+def test_a_heic_of_several_pictures_is_an_error_not_its_first(photo: Image.Image) -> None:
+    # given a HEIF collection of two photos (two top-level images, as a burst can be stored)
+    import pillow_heif
+
+    heif = pillow_heif.from_pillow(photo)
+    heif.add_from_pillow(photo.rotate(90, expand=True))
+    buffer = io.BytesIO()
+    heif.save(buffer, quality=85)
+    # then it is an error that says so, like a multi-page TIFF, while the first photo alone reads
+    with pytest.raises(InputError, match="several pictures in one HEIF file"):
+        inputs.decode(buffer.getvalue())
+    assert inputs.decode(encode(photo, "HEIC", quality=85)).shape == (28, 28)
+
+
 def _ftyp(major: bytes, *compatible: bytes) -> bytes:
     body = major + b"\0\0\0\0" + b"".join(compatible)
     return (8 + len(body)).to_bytes(4, "big") + b"ftyp" + body + b"\0\0\0\x08meta"

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from PIL import Image, ImageFilter
+from PIL import Image, ImageFilter, features
 
 import digitcloud.paper
 import digitcloud.photo
@@ -935,7 +935,42 @@ def _bad_inputs(tmp_path: Path, seven: Image.Image) -> dict[str, tuple[object, s
         "nested list": ([png], "list inside the list"),
         "unsupported type": (12345, "unsupported input type int"),
         "text-mode file": (io.StringIO("abc"), "text mode"),
+        "3-page TIFF": (
+            encode(seven, "TIFF", save_all=True, append_images=[seven, seven]),
+            "several pictures in one TIFF",
+        ),
+        "animated GIF": (encode(seven, "GIF", save_all=True, append_images=[seven.rotate(20)]), "several pictures"),
     }
+
+
+@pytest.mark.parametrize("fmt", ["TIFF", "GIF", "PNG", "WEBP", "AVIF"])
+def test_a_file_of_several_pictures_is_an_error_not_its_first(seven: Image.Image, fmt: str) -> None:
+    # given a scan of three pages, or an animation of three frames, each of them a digit
+    if fmt == "AVIF" and not features.check("avif"):
+        pytest.skip("this Pillow cannot write AVIF")
+    pages = [seven.convert("RGB"), seven.rotate(30).convert("RGB"), seven.rotate(60).convert("RGB")]
+    data = encode(pages[0], fmt, save_all=True, append_images=pages[1:])
+    assert getattr(Image.open(io.BytesIO(data)), "n_frames", 1) == 3
+    # then reading it is an error that says so, rather than one digit for three
+    with pytest.raises(InputError, match=f"several pictures in one {fmt} file"):
+        inputs.decode(data)
+    # while the first page alone reads, and so does any page of it opened by the caller, who chose it
+    assert inputs.decode(encode(pages[0], fmt)).shape == (28, 28)
+    if fmt in ("TIFF", "PNG"):  # lossless: the page is the picture saved
+        opened = Image.open(io.BytesIO(data))
+        opened.seek(1)
+        np.testing.assert_array_equal(inputs.normalize(opened), inputs.normalize(pages[1]))
+
+
+def test_a_tiff_page_with_reduced_resolution_previews_reads_as_that_page(seven: Image.Image) -> None:
+    # given a TIFF whose one page is followed by two smaller previews of it (NewSubfileType 1)
+    previews = [seven.resize((28, 28)), seven.resize((14, 14))]
+    for preview in previews:
+        preview.encoderinfo = {"tiffinfo": {254: 1}}  # per-picture options of Pillow's save_all
+    data = encode(seven, "TIFF", save_all=True, append_images=previews)
+    assert Image.open(io.BytesIO(data)).n_frames == 3  # type: ignore[attr-defined]
+    # then it is read as the page, the same digit as a TIFF of that page alone
+    np.testing.assert_array_equal(inputs.decode(data), inputs.decode(encode(seven, "TIFF")))
 
 
 def test_each_bad_input_is_a_named_error_and_neighbours_succeed(
