@@ -32,9 +32,12 @@ MIN_INK_PX = 6
 SMALL_INK_FRACTION = 0.15
 # Several digits side by side (a number on the page), not one: empty columns SIDE_GAP of the ink's
 # height wide split it into parts SIDE_TALL of that height tall or more, SIDE_WIDE of their own
-# height wide (a "1", a 4's detached stem are narrower: not counted) and SIDE_SHARE of the ink.
+# height wide (a "1", a 4's detached stem are narrower: see SIDE_ONE) and SIDE_SHARE of the ink.
 SIDE_GAP, SIDE_TALL, SIDE_WIDE, SIDE_SHARE = 0.08, 0.5, 0.3, 0.15
 SIDE_INK = 0.1  # faint ink counts: a thin pen's strokes break up at the strong-ink level
+# A narrow part counts too, as a "1", when it and a wide part beside it are each one stroke SIDE_ONE of
+# the ink's height tall: "17", "10". A 4's detached stem stands beside a body that ends at its bar.
+SIDE_ONE = 0.85
 
 
 def normalize_grey(grey: np.ndarray) -> np.ndarray:
@@ -168,7 +171,7 @@ def _ink_level(grey: np.ndarray, floor: float) -> float:
 
 def digits_side_by_side(box: np.ndarray) -> int:
     """How many digit-like parts the ink in ``box`` (a mask cropped to it) splits into at empty
-    columns: 1 for a digit, 2 for "42"; 1 for "17", whose "1" is as narrow as a 4's stem."""
+    columns: 1 for a digit, 2 for "42" and for "17"; 1 for a 4 whose stem stands apart."""
     height = box.shape[0]
     inked = np.flatnonzero(box.any(0))
     split = np.flatnonzero(np.diff(inked) - 1 >= max(1.0, SIDE_GAP * height))
@@ -176,13 +179,21 @@ def digits_side_by_side(box: np.ndarray) -> int:
     if starts.size == 1:
         return 1
     total = float(box.sum())
-    digits = 0
+    wide = ones = 0
+    full_height = False  # a wide part as tall as a "1"
     for start, end in zip(starts, ends, strict=True):
         part = box[:, start:end]
+        if part.sum() < SIDE_SHARE * total:
+            continue
         tall = _tallest_stroke(part)  # not scattered fragments of a faint digit
-        digit_like = tall >= SIDE_TALL * height and end - start >= SIDE_WIDE * tall
-        digits += bool(digit_like and part.sum() >= SIDE_SHARE * total)
-    return max(1, digits)
+        if tall < SIDE_TALL * height:
+            continue
+        if end - start >= SIDE_WIDE * tall:
+            wide += 1
+            full_height |= tall >= SIDE_ONE * height
+        elif tall >= SIDE_ONE * height:
+            ones += 1
+    return max(1, wide + ones * full_height)
 
 
 def _tallest_stroke(mask: np.ndarray) -> int:
