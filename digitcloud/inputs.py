@@ -223,7 +223,7 @@ def decode(data: bytes) -> np.ndarray:
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         # Truncated or corrupt data surfaces from load() as OSError / SyntaxError / ValueError.
         raise InputError(f"corrupt or truncated image: {exc}") from exc
-    except RuntimeError as exc:
+    except (RuntimeError, TypeError, KeyError) as exc:
         if not _raised_in_a_decoder(exc):
             raise  # a bug of ours: load_item names it "unexpected", never "corrupt"
         raise InputError(f"corrupt or truncated image: {exc}") from exc
@@ -256,7 +256,8 @@ def _holds_several_pictures(img: Image.Image) -> bool:
 
 def _raised_in_a_decoder(exc: BaseException) -> bool:
     """Whether ``exc`` came out of Pillow's or pillow-heif's code: Pillow's AVIF reader reports a
-    damaged file as ``RuntimeError``, raised by its C part under the plugin's frame."""
+    damaged file as ``RuntimeError``, raised by its C part under the plugin's frame, and its TIFF
+    reader a damaged page's tags as ``TypeError`` or ``KeyError`` (found by mutating TIFFs)."""
     tb = exc.__traceback__
     while tb is not None and tb.tb_next is not None:
         tb = tb.tb_next

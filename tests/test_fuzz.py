@@ -841,6 +841,38 @@ def test_regression_float_images() -> None:
             inputs.normalize(signalling)
 
 
+def _tiff_entry_retyped(data: bytes, page: int, tag: int, new_type: int) -> bytes:
+    """A little-endian TIFF with the field type of one tag on one page (IFD) changed."""
+    blob = bytearray(data)
+    (ifd,) = struct.unpack_from("<I", blob, 4)
+    for _ in range(page):
+        (entries,) = struct.unpack_from("<H", blob, ifd)
+        (ifd,) = struct.unpack_from("<I", blob, ifd + 2 + 12 * entries)
+    (entries,) = struct.unpack_from("<H", blob, ifd)
+    for at in range(ifd + 2, ifd + 2 + 12 * entries, 12):
+        if struct.unpack_from("<H", blob, at)[0] == tag:
+            struct.pack_into("<H", blob, at + 2, new_type)
+            return bytes(blob)
+    raise LookupError(f"no tag {tag} on page {page}")
+
+
+@pytest.mark.parametrize(
+    ("page", "tag", "new_type"),
+    [
+        (0, 273, 2),  # the strip offsets as text: TypeError from Pillow's load()
+        (1, 256, 0),  # the second page's width of no known type: TypeError ("Missing dimensions")
+        (1, 259, 2),  # the second page's compression as text: KeyError from Pillow's TIFF reader
+    ],
+)
+def test_regression_a_tiff_with_damaged_tags_is_corrupt_not_unexpected(page: int, tag: int, new_type: int) -> None:
+    # Found by mutating multi-page TIFFs after the pages were counted: Pillow reports these as
+    # TypeError or KeyError, which load_item named "unexpected", as for a bug of ours
+    digit = draw_digit(7, np.random.default_rng(0), 64)
+    tiff = encode(digit, "TIFF", save_all=True, append_images=[digit]) if page else encode(digit, "TIFF")
+    with pytest.raises(InputError, match="corrupt or truncated image"):
+        inputs.decode(_tiff_entry_retyped(tiff, page, tag, new_type))
+
+
 def test_regression_colour_arrays_have_the_pixel_limit(monkeypatch: pytest.MonkeyPatch) -> None:
     # (H, W, 3) arrays skipped the MAX_PIXELS check that (H, W) arrays had
     monkeypatch.setattr(inputs, "MAX_PIXELS", 100)
