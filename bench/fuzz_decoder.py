@@ -128,7 +128,15 @@ def seeds(folder: Path) -> None:
         "png-exif": encode(digit, "PNG", exif_orientation=6),
         "avif": encode(digit, "AVIF", exif_orientation=6),
         "heic": encode(digit, "HEIC", exif_orientation=6),
+        # several pictures in one file (refused), and a TIFF page with previews after it (read): the page walk
+        "tiff-pages": encode(digit, "TIFF", save_all=True, append_images=[digit.rotate(20)]),
+        "gif-frames": encode(digit, "GIF", save_all=True, append_images=[digit.rotate(20)]),
+        "apng": encode(digit, "PNG", save_all=True, append_images=[digit.rotate(20)]),
+        "webp-frames": encode(digit, "WEBP", save_all=True, append_images=[digit.rotate(20)]),
     }
+    preview = digit.resize((10, 10))
+    preview.encoderinfo = {"tiffinfo": {254: 1}}  # NewSubfileType 1: a reduced-resolution page
+    images["tiff-previews"] = encode(digit, "TIFF", save_all=True, append_images=[preview])
     batch = np.random.default_rng(0).integers(0, 256, (2, 28, 28), dtype=np.uint8)
     probs = np.full((2, 10), 0.01)
     probs[:, 3] = 0.91

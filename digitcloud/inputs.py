@@ -223,10 +223,12 @@ def decode(data: bytes) -> np.ndarray:
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         # Truncated or corrupt data surfaces from load() as OSError / SyntaxError / ValueError.
         raise InputError(f"corrupt or truncated image: {exc}") from exc
-    except (RuntimeError, TypeError, KeyError) as exc:
+    except MemoryError:
+        raise
+    except Exception as exc:  # Pillow's parsers raise many kinds of exception on damaged bytes
         if not _raised_in_a_decoder(exc):
             raise  # a bug of ours: load_item names it "unexpected", never "corrupt"
-        raise InputError(f"corrupt or truncated image: {exc}") from exc
+        raise InputError(f"corrupt or truncated image: {exc!r}") from exc
 
 
 def _holds_several_pictures(img: Image.Image) -> bool:
@@ -255,9 +257,10 @@ def _holds_several_pictures(img: Image.Image) -> bool:
 
 
 def _raised_in_a_decoder(exc: BaseException) -> bool:
-    """Whether ``exc`` came out of Pillow's or pillow-heif's code: Pillow's AVIF reader reports a
-    damaged file as ``RuntimeError``, raised by its C part under the plugin's frame, and its TIFF
-    reader a damaged page's tags as ``TypeError`` or ``KeyError`` (found by mutating TIFFs)."""
+    """Whether ``exc`` came out of Pillow's or pillow-heif's code, where it means damaged bytes, not
+    a bug of ours. Found by fuzzing: Pillow's AVIF reader raises ``RuntimeError`` (from its C part,
+    under the plugin's frame), its TIFF reader ``TypeError`` or ``KeyError`` for a page's damaged
+    tags, its GIF reader ``IndexError`` or ``struct.error`` for a file cut after its first frame."""
     tb = exc.__traceback__
     while tb is not None and tb.tb_next is not None:
         tb = tb.tb_next

@@ -127,10 +127,34 @@ def _seed_images() -> dict[str, bytes]:
         "ppm": encode(digit.convert("RGB"), "PPM"),
         "avif": encode(digit, "AVIF", quality=80, exif_orientation=6),
         "heic": encode(digit, "HEIC", quality=80, exif_orientation=6),  # pillow-heif (dev extra) encodes
+        "tiff-previews": encode(digit, "TIFF", save_all=True, append_images=_previews(digit)),
+    }
+
+
+def _previews(digit: Image.Image) -> list[Image.Image]:
+    """Reduced-resolution TIFF pages (NewSubfileType 1): ``decode`` walks past them to the next page."""
+    previews = [digit.resize((20, 20)), digit.resize((10, 10))]
+    for preview in previews:
+        preview.encoderinfo = {"tiffinfo": {254: 1}}
+    return previews
+
+
+def _several_pictures() -> dict[str, bytes]:
+    """Files of several pictures, each an error naming that; mutated, they exercise the page walk."""
+    digit = draw_digit(5, np.random.default_rng(12), size=40)
+    more = [digit.rotate(15), digit.rotate(30)]
+    return {
+        "tiff-pages": encode(digit, "TIFF", save_all=True, append_images=more),
+        "gif-frames": encode(digit, "GIF", save_all=True, append_images=more),
+        "apng": encode(digit, "PNG", save_all=True, append_images=more),
+        "webp-frames": encode(
+            digit.convert("RGB"), "WEBP", save_all=True, append_images=[m.convert("RGB") for m in more]
+        ),
     }
 
 
 SEEDS = _seed_images()
+SEVERAL = _several_pictures()
 ISO_MEDIA = [b"\0\0\0\x18ftypheic\0\0\0\0mif1heic", b"\0\0\0\x1cftypavif\0\0\0\0avifmif1miaf"]  # HEIC, AVIF
 HEADER_WORDS = [b"\xff\xff\xff\xff", b"\x7f\xff\xff\xff", b"\x00\x00\x00\x00", b"\x00\x01\x00\x00", b"\x80\x00"]
 
@@ -163,9 +187,13 @@ def mutated(draw: st.DrawFn, seeds: list[bytes]) -> bytes:
 
 
 def test_every_seed_decodes() -> None:
-    # the mutation fuzzer starts from encodings that work: check they do
+    # the mutation fuzzer starts from encodings that work: check they do, and that the files of
+    # several pictures it also starts from are each refused as such
     for name, data in SEEDS.items():
         assert digit_or_input_error(functools.partial(inputs.decode, data)) is None, name
+    for name, data in SEVERAL.items():
+        error = digit_or_input_error(functools.partial(inputs.decode, data))
+        assert error is not None and "several pictures" in error.reason, name
 
 
 @FUZZ
@@ -175,7 +203,7 @@ def test_arbitrary_bytes_give_a_digit_or_an_input_error(data: bytes) -> None:
 
 
 @settings(FUZZ, max_examples=500)
-@given(mutated(list(SEEDS.values())))
+@given(mutated([*SEEDS.values(), *SEVERAL.values()]))
 def test_mutated_encodings_give_a_digit_or_an_input_error(data: bytes) -> None:
     digit_or_input_error(lambda: inputs.decode(data))
 
@@ -856,21 +884,33 @@ def _tiff_entry_retyped(data: bytes, page: int, tag: int, new_type: int) -> byte
     raise LookupError(f"no tag {tag} on page {page}")
 
 
-@pytest.mark.parametrize(
-    ("page", "tag", "new_type"),
-    [
-        (0, 273, 2),  # the strip offsets as text: TypeError from Pillow's load()
-        (1, 256, 0),  # the second page's width of no known type: TypeError ("Missing dimensions")
-        (1, 259, 2),  # the second page's compression as text: KeyError from Pillow's TIFF reader
-    ],
-)
-def test_regression_a_tiff_with_damaged_tags_is_corrupt_not_unexpected(page: int, tag: int, new_type: int) -> None:
-    # Found by mutating multi-page TIFFs after the pages were counted: Pillow reports these as
-    # TypeError or KeyError, which load_item named "unexpected", as for a bug of ours
+def _damaged_files() -> dict[str, bytes]:
     digit = draw_digit(7, np.random.default_rng(0), 64)
-    tiff = encode(digit, "TIFF", save_all=True, append_images=[digit]) if page else encode(digit, "TIFF")
+    tiff, pages, gif = (
+        encode(digit, "TIFF"),
+        encode(digit, "TIFF", save_all=True, append_images=[digit]),
+        encode(digit, "GIF"),
+    )
+    return {
+        # Pillow's load(): TypeError, the strip offsets typed as text
+        "tiff strip offsets as text": _tiff_entry_retyped(tiff, 0, 273, 2),
+        # found by mutating multi-page TIFFs once decode looked past the first page: the second
+        # page's width of no known type (TypeError "Missing dimensions"), its compression as text (KeyError)
+        "tiff page 2 width untyped": _tiff_entry_retyped(pages, 1, 256, 0),
+        "tiff page 2 compression as text": _tiff_entry_retyped(pages, 1, 259, 2),
+        # found by bench/fuzz_decoder.py once decode asked whether a GIF is animated: its trailer
+        # replaced by the start of an extension (IndexError) or of another frame (struct.error)
+        "gif cut into an extension": gif[:-1] + b"!",
+        "gif cut into a frame": gif[:-1] + b",",
+    }
+
+
+@pytest.mark.parametrize("name", list(_damaged_files()))
+def test_regression_damage_pillow_reports_oddly_is_corrupt_not_unexpected(name: str) -> None:
+    # Pillow reports these with TypeError, KeyError, IndexError or struct.error, which load_item
+    # named "unexpected", as for a bug of ours
     with pytest.raises(InputError, match="corrupt or truncated image"):
-        inputs.decode(_tiff_entry_retyped(tiff, page, tag, new_type))
+        inputs.decode(_damaged_files()[name])
 
 
 def test_regression_colour_arrays_have_the_pixel_limit(monkeypatch: pytest.MonkeyPatch) -> None:
