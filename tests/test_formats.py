@@ -147,7 +147,7 @@ def test_a_phone_jpeg_with_a_second_picture_reads_as_its_first_scaled_like_a_jpe
 
 
 def test_a_heic_of_several_pictures_is_an_error_not_its_first(photo: Image.Image) -> None:
-    # given a HEIF collection of two photos (two top-level images, as a burst can be stored)
+    # given a HEIF collection of two photos (two top-level images, which a HEIF file can hold)
     import pillow_heif
 
     heif = pillow_heif.from_pillow(photo)
