@@ -36,7 +36,8 @@ SMALL_INK_FRACTION = 0.15
 SIDE_GAP, SIDE_TALL, SIDE_WIDE, SIDE_SHARE = 0.08, 0.5, 0.3, 0.15
 SIDE_INK = 0.1  # faint ink counts: a thin pen's strokes break up at the strong-ink level
 # A narrow part counts too, as a "1", when it and a wide part beside it are each one stroke SIDE_ONE of
-# the ink's height tall: "17", "10". A 4's detached stem stands beside a body that ends at its bar.
+# the ink's height tall ("17", "10"), or when two such narrow parts stand with no wide one ("11").
+# A 4's detached stem stands beside a body that ends at its bar.
 SIDE_ONE = 0.85
 
 
@@ -171,7 +172,7 @@ def _ink_level(grey: np.ndarray, floor: float) -> float:
 
 def digits_side_by_side(box: np.ndarray) -> int:
     """How many digit-like parts the ink in ``box`` (a mask cropped to it) splits into at empty
-    columns: 1 for a digit, 2 for "42" and for "17"; 1 for a 4 whose stem stands apart."""
+    columns: 1 for a digit, 2 for "42", "17" and "11"; 1 for a 4 whose stem stands apart."""
     height = box.shape[0]
     inked = np.flatnonzero(box.any(0))
     split = np.flatnonzero(np.diff(inked) - 1 >= max(1.0, SIDE_GAP * height))
@@ -193,7 +194,7 @@ def digits_side_by_side(box: np.ndarray) -> int:
             full_height |= tall >= SIDE_ONE * height
         elif tall >= SIDE_ONE * height:
             ones += 1
-    return max(1, wide + ones * full_height)
+    return max(1, wide + ones * (full_height or (wide == 0 and ones > 1)))
 
 
 def _tallest_stroke(mask: np.ndarray) -> int:

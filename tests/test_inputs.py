@@ -562,6 +562,7 @@ def test_several_digits_side_by_side_are_a_named_error_and_a_neighbour_is_read(s
         "305": _written_side_by_side([3, 0, 5], 0.3, 1),
         "17": _written_side_by_side([1, 7], 0.2, 2),  # a "1" is as narrow as a 4's stem standing apart
         "10": _written_side_by_side([1, 0], 0.1, 3),
+        "11": _written_side_by_side([1, 1], 0.2, 5),  # two narrow parts, no wide one
     }
     single = encode(photograph(seven, np.random.default_rng(2), size=(900, 700)), "JPEG")
     # when they are read together
