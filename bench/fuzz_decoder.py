@@ -114,7 +114,7 @@ def test_one_input(data: bytes) -> None:
 
 def seeds(folder: Path) -> None:
     """Write the seed corpus: one file per target, prefixed with its selector byte."""
-    from tests.synthetic import draw_digit, encode
+    from tests.synthetic import draw_digit, encode, tiff_with_previews
 
     digit = draw_digit(4, np.random.default_rng(3), size=40)
     images = {
@@ -133,10 +133,8 @@ def seeds(folder: Path) -> None:
         "gif-frames": encode(digit, "GIF", save_all=True, append_images=[digit.rotate(20)]),
         "apng": encode(digit, "PNG", save_all=True, append_images=[digit.rotate(20)]),
         "webp-frames": encode(digit, "WEBP", save_all=True, append_images=[digit.rotate(20)]),
+        "tiff-previews": tiff_with_previews(digit, 10),
     }
-    preview = digit.resize((10, 10))
-    preview.encoderinfo = {"tiffinfo": {254: 1}}  # NewSubfileType 1: a reduced-resolution page
-    images["tiff-previews"] = encode(digit, "TIFF", save_all=True, append_images=[preview])
     batch = np.random.default_rng(0).integers(0, 256, (2, 28, 28), dtype=np.uint8)
     probs = np.full((2, 10), 0.01)
     probs[:, 3] = 0.91

@@ -194,7 +194,9 @@ def digits_side_by_side(box: np.ndarray) -> int:
             full_height |= tall >= SIDE_ONE * height
         elif tall >= SIDE_ONE * height:
             ones += 1
-    return max(1, wide + ones * (full_height or (wide == 0 and ones > 1)))
+    if full_height or (wide == 0 and ones > 1):  # "17", "10"; "11"
+        wide += ones
+    return max(1, wide)
 
 
 def _tallest_stroke(mask: np.ndarray) -> int:

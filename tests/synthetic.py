@@ -339,6 +339,15 @@ def encode(img: Image.Image, fmt: str = "PNG", exif_orientation: int | None = No
     return buf.getvalue()
 
 
+def tiff_with_previews(page: Image.Image, *sizes: int) -> bytes:
+    """A one-page TIFF followed by reduced-resolution copies of the page, ``sizes`` px square, marked
+    as previews (NewSubfileType 1), as some scanners and cameras write them."""
+    previews = [page.resize((size, size)) for size in sizes]
+    for preview in previews:
+        preview.encoderinfo = {"tiffinfo": {254: 1}}  # per-picture options of Pillow's save_all
+    return encode(page, "TIFF", save_all=True, append_images=previews)
+
+
 def write_examples(folder: Path, seed: int = 7) -> list[Path]:
     """The images in examples/: photo-style digits of each kind a user might have."""
     rng = np.random.default_rng(seed)

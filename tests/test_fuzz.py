@@ -42,7 +42,7 @@ from PIL import Image
 from digitcloud import contract, digits_file, downloads, inputs
 from digitcloud.errors import CloudError, InputError
 from digitcloud.model import prediction_entries
-from tests.synthetic import draw_digit, encode
+from tests.synthetic import draw_digit, encode, tiff_with_previews
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE_SECONDS = 10  # one example past this is a hang
@@ -127,16 +127,8 @@ def _seed_images() -> dict[str, bytes]:
         "ppm": encode(digit.convert("RGB"), "PPM"),
         "avif": encode(digit, "AVIF", quality=80, exif_orientation=6),
         "heic": encode(digit, "HEIC", quality=80, exif_orientation=6),  # pillow-heif (dev extra) encodes
-        "tiff-previews": encode(digit, "TIFF", save_all=True, append_images=_previews(digit)),
+        "tiff-previews": tiff_with_previews(digit, 20, 10),  # decode walks past the previews to find no second page
     }
-
-
-def _previews(digit: Image.Image) -> list[Image.Image]:
-    """Reduced-resolution TIFF pages (NewSubfileType 1): ``decode`` walks past them to the next page."""
-    previews = [digit.resize((20, 20)), digit.resize((10, 10))]
-    for preview in previews:
-        preview.encoderinfo = {"tiffinfo": {254: 1}}
-    return previews
 
 
 def _several_pictures() -> dict[str, bytes]:

@@ -34,6 +34,7 @@ from tests.synthetic import (
     photograph,
     ruled,
     shadow,
+    tiff_with_previews,
     vignette,
 )
 
@@ -970,10 +971,7 @@ def test_a_file_of_several_pictures_is_an_error_not_its_first(seven: Image.Image
 
 def test_a_tiff_page_with_reduced_resolution_previews_reads_as_that_page(seven: Image.Image) -> None:
     # given a TIFF whose one page is followed by two smaller previews of it (NewSubfileType 1)
-    previews = [seven.resize((28, 28)), seven.resize((14, 14))]
-    for preview in previews:
-        preview.encoderinfo = {"tiffinfo": {254: 1}}  # per-picture options of Pillow's save_all
-    data = encode(seven, "TIFF", save_all=True, append_images=previews)
+    data = tiff_with_previews(seven, 28, 14)
     assert Image.open(io.BytesIO(data)).n_frames == 3  # type: ignore[attr-defined]
     # then it is read as the page, the same digit as a TIFF of that page alone
     np.testing.assert_array_equal(inputs.decode(data), inputs.decode(encode(seven, "TIFF")))

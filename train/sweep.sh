@@ -68,7 +68,7 @@ for name in "${VARIANTS[@]}"; do
   meta=/tmp/sweep/$name/$name.json
   [[ -f $meta ]] && weights+=(--weights /tmp/sweep/"$name"/"$name".safetensors "$("$PY" -c "import json,sys; print(json.load(open(sys.argv[1]))['sha256'])" "$meta")")
 done
-if ((${#weights[@]} > 3)); then
+if ((${#weights[@]} > 3)); then # a variant's file beside the shipped one's --weights FILE SHA256
   "$PY" bench/photo_set.py --data "$DATA" --n "$PHOTOS" "${weights[@]}" --json /tmp/sweep/photo_set.json >/tmp/sweep/photo_set.log 2>&1
   echo "photo set done at $((SECONDS - start)) s"
   "$PY" bench/unseen_digits.py --n "$UNSEEN" "${weights[@]}" >/tmp/sweep/unseen_digits.log 2>&1
