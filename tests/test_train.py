@@ -108,6 +108,7 @@ def test_impossible_arguments_are_refused_before_any_work(capsys: pytest.Capture
         ("--device", "mps"): "invalid choice: 'mps'",
         ("--elastic", "1.5"): "--elastic is a share of the digits, from 0 to 1; got 1.5",
         ("--thicker-pen", "0"): "--thicker-pen must be at least 1 pixel; got 0",
+        ("--teacher-architecture", "vgg"): "invalid choice: 'vgg'",
     }
     for bad, message in refused.items():
         with pytest.raises(SystemExit) as exc:
@@ -417,6 +418,40 @@ def test_teachers_take_their_own_peak_learning_rate(tmp_path: Path, small: tuple
         state = torch.load(folder / "last.pt", weights_only=True)
         peaks[who] = {group["max_lr"] for group in state["optimizer"]["param_groups"]}
     assert peaks == {"teacher": {0.2}, "student": {0.01}}
+
+
+def test_small_cnn_teachers_are_trained_distilled_from_and_recorded(
+    tmp_path: Path, small: tuple[np.ndarray, np.ndarray]
+) -> None:
+    from train.small_cnn import build_small_cnn
+
+    train_set, val_set = data.split(data.Dataset(*small, "test"), 20)
+    recipe = Recipe(epochs=1, batch_size=20, teachers=2, teacher_epochs=1, teacher_architecture="small-cnn")
+    trained = train(recipe, train_set, val_set, tmp_path, torch.device("cpu"), log=lambda _: None)
+    assert len(trained.teachers) == 2
+    expected = {name: tuple(t.shape) for name, t in build_small_cnn().state_dict().items()}
+    for i in range(2):  # each teacher trained is the small network, not a resnet
+        state = torch.load(tmp_path / f"teacher-{i}" / "last.pt", weights_only=True)
+        assert {name: tuple(t.shape) for name, t in state["model"].items()} == expected
+        assert state["recipe"]["teacher_architecture"] == "small-cnn"
+    # the student is still the shipped architecture
+    assert {k for k, _ in trained.model.named_parameters()} == {k for k, _ in spec.build_model().named_parameters()}
+    with pytest.raises(ValueError, match="unknown teacher architecture 'vgg'; known: resnet34-no-maxpool, small-cnn"):
+        train(
+            dataclasses.replace(recipe, teacher_architecture="vgg"),
+            train_set,
+            val_set,
+            tmp_path / "v",
+            torch.device("cpu"),
+        )
+
+
+def test_the_small_cnn_reads_a_digit_batch_into_ten_logits() -> None:
+    from train.small_cnn import build_small_cnn
+
+    net = build_small_cnn().eval()
+    assert net(spec.to_model_input(np.zeros((3, 28, 28), np.uint8))).shape == (3, 10)
+    assert 300_000 < sum(p.numel() for p in net.parameters()) < 350_000  # "0.33 M parameters", as its docstring says
 
 
 def test_the_teacher_is_the_shipped_architecture_without_its_max_pool() -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from train.augment import Augmentation
 from train.data import load, split
-from train.recipe import Recipe
+from train.recipe import TEACHER_ARCHITECTURES, Recipe
 
 ARCHITECTURE = "torchvision resnet34, 1-channel 7x7/2 stem + maxpool, 10 classes"
 
@@ -41,6 +41,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="teachers to distil from (0: train on the labels alone, the CPU-friendly choice)",
     )
     p.add_argument("--teacher-epochs", type=int, default=defaults.teacher_epochs)
+    p.add_argument(
+        "--teacher-architecture",
+        default=defaults.teacher_architecture,
+        choices=sorted(TEACHER_ARCHITECTURES),
+        help="what the trained teachers are: resnet34 without its max-pool (the GPU recipe), or "
+        "small-cnn, 0.33 M parameters, ~30 s an epoch on 2 CPU cores (train/small_cnn.py)",
+    )
     p.add_argument(
         "--teacher-max-lr",
         type=float,
@@ -162,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         ema_decay=args.ema_decay,
         teachers=args.teachers,
         teacher_epochs=args.teacher_epochs,
+        teacher_architecture=args.teacher_architecture,
         teacher_max_lr=args.teacher_max_lr,
         seed=args.seed,
         pretrained=args.pretrained,

@@ -1,7 +1,8 @@
 """The training recipe: teachers, then a distilled student with an EMA of its weights.
 
-1. ``teachers`` copies of resnet34 *without* the max-pool (4x the compute of the shipped model,
-   more accurate on 28x28 digits) are trained on the data, each from its own seed. Exported
+1. ``teachers`` networks are trained on the data, each from its own seed: resnet34 *without* the
+   max-pool (4x the compute of the shipped model, more accurate on 28x28 digits), or with
+   ``teacher_architecture="small-cnn"`` the CPU-friendly network of ``train.small_cnn``. Exported
    weights of the shipped architecture (``teacher_files``, e.g. the shipped model itself) can
    join or replace them: those are loaded, not trained.
 2. The shipped architecture (the fast 7x7/2 + max-pool stem) is trained on the hard labels and,
@@ -21,6 +22,7 @@ import copy
 import dataclasses
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -35,6 +37,7 @@ from torchvision.models import ResNet
 from digitcloud import model as spec
 from train.augment import Augmentation, augment
 from train.data import Dataset
+from train.small_cnn import build_small_cnn
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,7 @@ class Recipe:
     ema_decay: float = 0.999  # 0 turns the moving average off
     teachers: int = 2  # 0 trains the student on the labels alone
     teacher_epochs: int = 12
+    teacher_architecture: str = "resnet34-no-maxpool"  # a key of TEACHER_ARCHITECTURES
     teacher_max_lr: float | None = None  # None: max_lr
     distill_weight: float = 0.5
     temperature: float = 2.0
@@ -77,6 +81,13 @@ def build_teacher() -> ResNet:
     net = spec.build_model()
     net.maxpool = nn.Identity()
     return net
+
+
+# The networks a trained teacher can be (``--teacher-architecture``).
+TEACHER_ARCHITECTURES: dict[str, Callable[[], nn.Module]] = {
+    "resnet34-no-maxpool": build_teacher,
+    "small-cnn": build_small_cnn,
+}
 
 
 def _normalise(x: torch.Tensor) -> torch.Tensor:
@@ -142,6 +153,10 @@ def train(
         raise ValueError("init and recipe.init_sha256 go together")
     if len(teacher_files) != len(recipe.teacher_sha256):
         raise ValueError("teacher_files and recipe.teacher_sha256 go together")
+    if recipe.teacher_architecture not in TEACHER_ARCHITECTURES:
+        known = ", ".join(TEACHER_ARCHITECTURES)
+        raise ValueError(f"unknown teacher architecture {recipe.teacher_architecture!r}; known: {known}")
+    build_trained_teacher = TEACHER_ARCHITECTURES[recipe.teacher_architecture]
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     # Built first: --pretrained downloads here, and an offline user should learn that before any teacher trains.
@@ -161,7 +176,7 @@ def train(
     for i in range(recipe.teachers):
         run = _Run(teacher_recipe, recipe.teacher_epochs, recipe.seed + 1 + i, checkpoint_dir / f"teacher-{i}", device)
         seed_everything(recipe.seed + 1 + i)
-        teacher, history = run.fit(build_teacher(), train_set, val_set, (), resume, log, f"teacher {i + 1}: ")
+        teacher, history = run.fit(build_trained_teacher(), train_set, val_set, (), resume, log, f"teacher {i + 1}: ")
         teachers.append(teacher.eval().requires_grad_(False))
         summaries.append({"val_accuracy": history[-1]["val_accuracy"] if history else None, "history": history})
     for path, sha256 in zip(teacher_files, recipe.teacher_sha256, strict=True):
