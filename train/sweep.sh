@@ -14,6 +14,9 @@
 #   C  as B without the stroke-width and blur augmentation
 #   D  as A with pens up to 3 px thicker (v6's fine-tune setting), from scratch: the candidate for v7
 #   E  as D without teachers: what the distillation is worth in D
+#   F  as D with small-CNN teachers (train/small_cnn.py, 30 epochs): on the CPU they helped a fine-tune
+#      nothing (README, model card), from scratch is untried; not in the default, whose ~7 min it may
+#      push past DEADLINE (VARIANTS="D E F" to add it)
 #
 # On the device machine (../shared does not travel; data/ is git-ignored and carried):
 #   here:  mkdir -p data && cp -r ../shared/data/mnist data/
@@ -33,6 +36,7 @@ declare -A RECIPES=(
   [C]="--teachers 0 --no-photo-augmentation"
   [D]="--thicker-pen 3"
   [E]="--teachers 0 --thicker-pen 3"
+  [F]="--thicker-pen 3 --teacher-architecture small-cnn --teacher-epochs 30"
 )
 EXTRA=()
 if [[ -n ${SMOKE:-} ]]; then
