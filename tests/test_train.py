@@ -275,6 +275,13 @@ def test_resume_continues_where_it_stopped_and_matches_an_uninterrupted_run(
             resume=True,
             log=lambda _: None,
         )
+    # a checkpoint written before a recipe field existed resumes: the field's default trained then
+    state = torch.load(tmp_path / "b" / "last.pt", weights_only=True)
+    del state["recipe"]["teacher_architecture"], state["recipe"]["augmentation"]["elastic_p"]
+    torch.save(state, tmp_path / "b" / "last.pt")
+    older: list[str] = []
+    train(recipe, train_set, val_set, tmp_path / "b", device, resume=True, log=older.append)
+    assert any(line.startswith("resumed") for line in older)
     # the same recipe on the validation digits too (what --final trains on): not the run it resumes
     with pytest.raises(ValueError, match="trained on different digits"):
         train(recipe, ds, val_set, tmp_path / "b", device, resume=True, log=lambda _: None)

@@ -70,6 +70,14 @@ class Trained:
     teachers: list[dict[str, Any]]  # per teacher: final validation accuracy and history
 
 
+def recipe_as_written(saved: dict[str, Any]) -> dict[str, Any]:
+    """A checkpoint's recipe with the fields added since it was written at their defaults, which
+    train as the code did before them (``teacher_architecture``, ``Augmentation.elastic_p``)."""
+    defaults = dataclasses.asdict(Recipe())
+    augmentation = {**defaults["augmentation"], **saved.get("augmentation", {})}
+    return {**defaults, **saved, "augmentation": augmentation}
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -236,7 +244,7 @@ class _Run:
             # Our own file, but still loaded with weights_only: a checkpoint is never trusted to run code.
             # On the CPU: the RNG states must be CPU tensors; the rest is copied to the device as loaded.
             state = torch.load(last, map_location="cpu", weights_only=True)
-            if state["recipe"] != dataclasses.asdict(recipe):
+            if recipe_as_written(state["recipe"]) != dataclasses.asdict(recipe):
                 raise ValueError(f"{last} was written by a different recipe: {state['recipe']}")
             if state.get("train_digits", train_digits) != train_digits:  # checkpoints before this check lack it
                 raise ValueError(
