@@ -114,7 +114,7 @@ def test_one_input(data: bytes) -> None:
 
 def seeds(folder: Path) -> None:
     """Write the seed corpus: one file per target, prefixed with its selector byte."""
-    from tests.synthetic import draw_digit, encode, tiff_with_previews
+    from tests.synthetic import draw_digit, encode, files_of_several_pictures, tiff_with_previews
 
     digit = draw_digit(4, np.random.default_rng(3), size=40)
     images = {
@@ -129,10 +129,7 @@ def seeds(folder: Path) -> None:
         "avif": encode(digit, "AVIF", exif_orientation=6),
         "heic": encode(digit, "HEIC", exif_orientation=6),
         # several pictures in one file (refused), and a TIFF page with previews after it (read): the page walk
-        "tiff-pages": encode(digit, "TIFF", save_all=True, append_images=[digit.rotate(20)]),
-        "gif-frames": encode(digit, "GIF", save_all=True, append_images=[digit.rotate(20)]),
-        "apng": encode(digit, "PNG", save_all=True, append_images=[digit.rotate(20)]),
-        "webp-frames": encode(digit, "WEBP", save_all=True, append_images=[digit.rotate(20)]),
+        **files_of_several_pictures(digit, digit.rotate(20)),
         "tiff-previews": tiff_with_previews(digit, 10),
     }
     batch = np.random.default_rng(0).integers(0, 256, (2, 28, 28), dtype=np.uint8)

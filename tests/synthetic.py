@@ -348,6 +348,18 @@ def tiff_with_previews(page: Image.Image, *sizes: int) -> bytes:
     return encode(page, "TIFF", save_all=True, append_images=previews)
 
 
+def files_of_several_pictures(first: Image.Image, *more: Image.Image) -> dict[str, bytes]:
+    """``first`` and ``more`` as the pages or frames of one file, in each format that holds several
+    (WebP's animation from RGB frames): inputs that decode refuses as several pictures."""
+    webp = [picture.convert("RGB") for picture in more]
+    return {
+        "tiff-pages": encode(first, "TIFF", save_all=True, append_images=list(more)),
+        "gif-frames": encode(first, "GIF", save_all=True, append_images=list(more)),
+        "apng": encode(first, "PNG", save_all=True, append_images=list(more)),
+        "webp-frames": encode(first.convert("RGB"), "WEBP", save_all=True, append_images=webp),
+    }
+
+
 def write_examples(folder: Path, seed: int = 7) -> list[Path]:
     """The images in examples/: photo-style digits of each kind a user might have."""
     rng = np.random.default_rng(seed)

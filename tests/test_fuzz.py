@@ -42,7 +42,7 @@ from PIL import Image
 from digitcloud import contract, digits_file, downloads, inputs
 from digitcloud.errors import CloudError, InputError
 from digitcloud.model import prediction_entries
-from tests.synthetic import draw_digit, encode, tiff_with_previews
+from tests.synthetic import draw_digit, encode, files_of_several_pictures, tiff_with_previews
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE_SECONDS = 10  # one example past this is a hang
@@ -134,15 +134,7 @@ def _seed_images() -> dict[str, bytes]:
 def _several_pictures() -> dict[str, bytes]:
     """Files of several pictures, each an error naming that; mutated, they exercise the page walk."""
     digit = draw_digit(5, np.random.default_rng(12), size=40)
-    more = [digit.rotate(15), digit.rotate(30)]
-    return {
-        "tiff-pages": encode(digit, "TIFF", save_all=True, append_images=more),
-        "gif-frames": encode(digit, "GIF", save_all=True, append_images=more),
-        "apng": encode(digit, "PNG", save_all=True, append_images=more),
-        "webp-frames": encode(
-            digit.convert("RGB"), "WEBP", save_all=True, append_images=[m.convert("RGB") for m in more]
-        ),
-    }
+    return files_of_several_pictures(digit, digit.rotate(15), digit.rotate(30))
 
 
 SEEDS = _seed_images()
@@ -897,12 +889,15 @@ def _damaged_files() -> dict[str, bytes]:
     }
 
 
-@pytest.mark.parametrize("name", list(_damaged_files()))
+DAMAGED = _damaged_files()
+
+
+@pytest.mark.parametrize("name", list(DAMAGED))
 def test_regression_damage_pillow_reports_oddly_is_corrupt_not_unexpected(name: str) -> None:
     # Pillow reports these with TypeError, KeyError, IndexError or struct.error, which load_item
     # named "unexpected", as for a bug of ours
     with pytest.raises(InputError, match="corrupt or truncated image"):
-        inputs.decode(_damaged_files()[name])
+        inputs.decode(DAMAGED[name])
 
 
 def test_regression_colour_arrays_have_the_pixel_limit(monkeypatch: pytest.MonkeyPatch) -> None:
