@@ -287,6 +287,37 @@ def test_resume_continues_where_it_stopped_and_matches_an_uninterrupted_run(
         train(recipe, ds, val_set, tmp_path / "b", device, resume=True, log=lambda _: None)
 
 
+def test_resume_reuses_teachers_for_a_student_with_other_settings(
+    tmp_path: Path, small: tuple[np.ndarray, np.ndarray]
+) -> None:
+    # an hour of teachers is not retrained because the student gets more epochs or another distillation weight
+    train_set, val_set = data.split(data.Dataset(*small, "test"), 20)
+    first = Recipe(epochs=1, batch_size=20, teachers=1, teacher_epochs=1, teacher_architecture="small-cnn")
+    train(first, train_set, val_set, tmp_path / "a", torch.device("cpu"), log=lambda _: None)
+    teacher_file = tmp_path / "a" / "teacher-0" / "last.pt"
+    written = teacher_file.read_bytes()
+    (tmp_path / "b" / "teacher-0").mkdir(parents=True)
+    (tmp_path / "b" / "teacher-0" / "last.pt").write_bytes(written)  # the teachers only, no student yet
+    student = dataclasses.replace(first, epochs=2, distill_weight=0.8, temperature=3.0, teachers=2)
+    lines: list[str] = []
+    trained = train(student, train_set, val_set, tmp_path / "b", torch.device("cpu"), resume=True, log=lines.append)
+    assert "teacher 1: resumed from" in lines[0] and "after epoch 1" in lines[0]
+    assert lines[1].startswith("teacher 2: no checkpoint at")  # the new second teacher trains
+    assert any(line.startswith("no checkpoint at") for line in lines)  # and the new student
+    assert [h["epoch"] for h in trained.history] == [1, 2]
+    assert (tmp_path / "b" / "teacher-0" / "last.pt").read_bytes() == written  # resumed, not trained again
+    # what the teacher was trained with still counts: a wider pen would have made another teacher
+    wider = dataclasses.replace(first, augmentation=dataclasses.replace(first.augmentation, thicker_px=3))
+    with pytest.raises(ValueError, match=r"teacher-0/last.pt was written by a different recipe \(augmentation\)"):
+        train(wider, train_set, val_set, tmp_path / "b", torch.device("cpu"), resume=True, log=lambda _: None)
+    # and the student itself is compared on every field
+    with pytest.raises(
+        ValueError,
+        match=r"b/last.pt was written by a different recipe \(epochs, teachers, distill_weight, temperature\)",
+    ):
+        train(first, train_set, val_set, tmp_path / "b", torch.device("cpu"), resume=True, log=lambda _: None)
+
+
 def test_pretrained_offline_is_a_clear_error(
     tmp_path: Path,
     small: tuple[np.ndarray, np.ndarray],

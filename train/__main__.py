@@ -106,7 +106,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=None,
         help="per-epoch checkpoints (default runs/<name>/); --resume continues from there",
     )
-    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from the last checkpoint; teachers trained in the same --checkpoint-dir are reused "
+        "when only the student's settings changed",
+    )
     start = p.add_mutually_exclusive_group()
     start.add_argument(
         "--pretrained",

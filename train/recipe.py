@@ -78,6 +78,23 @@ def recipe_as_written(saved: dict[str, Any]) -> dict[str, Any]:
     return {**defaults, **saved, "augmentation": augmentation}
 
 
+# Recipe fields a trained teacher does not depend on: they shape the student alone (a teacher's peak
+# learning rate is compared as its own max_lr). A teacher's checkpoint resumes when the rest match, so
+# the teachers of one run serve students with other epochs, another --init or distillation weight.
+STUDENT_ONLY_FIELDS = frozenset(
+    {
+        "epochs",
+        "teachers",
+        "distill_weight",
+        "temperature",
+        "pretrained",
+        "init_sha256",
+        "teacher_sha256",
+        "teacher_max_lr",
+    }
+)
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -182,7 +199,8 @@ def train(
     teacher_lr = recipe.max_lr if recipe.teacher_max_lr is None else recipe.teacher_max_lr
     teacher_recipe = dataclasses.replace(recipe, max_lr=teacher_lr)
     for i in range(recipe.teachers):
-        run = _Run(teacher_recipe, recipe.teacher_epochs, recipe.seed + 1 + i, checkpoint_dir / f"teacher-{i}", device)
+        folder = checkpoint_dir / f"teacher-{i}"
+        run = _Run(teacher_recipe, recipe.teacher_epochs, recipe.seed + 1 + i, folder, device, STUDENT_ONLY_FIELDS)
         seed_everything(recipe.seed + 1 + i)
         teacher, history = run.fit(build_trained_teacher(), train_set, val_set, (), resume, log, f"teacher {i + 1}: ")
         teachers.append(teacher.eval().requires_grad_(False))
@@ -206,6 +224,7 @@ class _Run:
     seed: int
     checkpoint_dir: Path
     device: torch.device
+    ignored_on_resume: frozenset[str] = frozenset()  # recipe fields this network does not depend on
 
     def fit(
         self,
@@ -244,8 +263,10 @@ class _Run:
             # Our own file, but still loaded with weights_only: a checkpoint is never trusted to run code.
             # On the CPU: the RNG states must be CPU tensors; the rest is copied to the device as loaded.
             state = torch.load(last, map_location="cpu", weights_only=True)
-            if recipe_as_written(state["recipe"]) != dataclasses.asdict(recipe):
-                raise ValueError(f"{last} was written by a different recipe: {state['recipe']}")
+            saved, now = recipe_as_written(state["recipe"]), dataclasses.asdict(recipe)
+            differ = [key for key in now if key not in self.ignored_on_resume and saved[key] != now[key]]
+            if differ:
+                raise ValueError(f"{last} was written by a different recipe ({', '.join(differ)}): {state['recipe']}")
             if state.get("train_digits", train_digits) != train_digits:  # checkpoints before this check lack it
                 raise ValueError(
                     f"{last} was trained on different digits (other --data, or --final, --limit or --val-size changed?)"
