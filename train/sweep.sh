@@ -14,9 +14,9 @@
 #   C  as B without the stroke-width and blur augmentation
 #   D  as A with pens up to 3 px thicker (v6's fine-tune setting), from scratch: the candidate for v7
 #   E  as D without teachers: what the distillation is worth in D
-#   F  as D with small-CNN teachers (train/small_cnn.py, 30 epochs): on the CPU they helped a fine-tune
-#      nothing (README, model card), from scratch is untried; not in the default, whose ~7 min it may
-#      push past DEADLINE (VARIANTS="D E F" to add it)
+#   F  as D with small-CNN teachers (train/small_cnn.py, 30 epochs): on the CPU they helped neither a
+#      fine-tune of v6 nor a student from scratch (F 39 wrong, E 40; README, model card); not in the default,
+#      whose ~7 min it may push past DEADLINE (VARIANTS="D E F" to add it)
 #
 # On the device machine (../shared does not travel; data/ is git-ignored and carried):
 #   here:  mkdir -p data && cp -r ../shared/data/mnist data/
