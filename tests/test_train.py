@@ -680,3 +680,60 @@ def test_final_trains_on_the_validation_digits_too_and_says_so(
     assert recalibrate_main([*weights, *args[:4], "--out", str(tmp_path / "w"), "--name", "again"]) == 0
     again = json.loads((tmp_path / "w" / "again.json").read_text())
     assert again["batchnorm_recalibrated"]["digits"] == 60 and again["validation"]["held_out"] is False
+
+
+def test_extra_data_joins_the_training_split_only_and_is_recorded(
+    tmp_path: Path, small: tuple[np.ndarray, np.ndarray], capsys: pytest.CaptureFixture[str]
+) -> None:
+    import copy
+
+    # given 60 digits (the last 20 held out) and a user's own folder of 10 more, as a Kaggle CSV
+    write_idx(tmp_path / "mnist", *small)
+    extra_images, extra_labels = stroke_digits(10, seed=11)
+    write_kaggle_csv(tmp_path / "mine.csv", extra_images, extra_labels)
+    args = ["--data", str(tmp_path / "mnist"), "--val-size", "20", "--device", "cpu", "--teachers", "0"]
+    args += ["--epochs", "1", "--batch-size", "10", "--checkpoint-dir", str(tmp_path / "c")]
+
+    # when a run adds them with --extra-data
+    assert train_main([*args, "--extra-data", str(tmp_path / "mine.csv"), "--out", str(tmp_path / "w")]) == 0
+
+    # then it trained on the 40 training digits and the 10 extra, and still validated on --data's last 20
+    assert "+ 10 from Kaggle CSV" in capsys.readouterr().out
+    meta = json.loads((tmp_path / "w" / "digitcloud-resnet34.json").read_text())
+    assert meta["data"]["train"] == 50 and meta["data"]["validation"] == 20
+    assert meta["data"]["validation_held_out"] is True
+    assert meta["data"]["extra"] == [
+        {
+            "source": f"Kaggle CSV {str(tmp_path / 'mine.csv')!r}",
+            "sha256": data.load(tmp_path / "mine.csv").sha256(),
+            "digits": 10,
+        }
+    ]
+    net = spec.load_model(path=tmp_path / "w" / "digitcloud-resnet34.safetensors", sha256=meta["sha256"])
+    trained_on = np.concatenate([small[0][:40], extra_images])
+    torch.testing.assert_close(
+        net.bn1.running_mean,
+        recalibrate_batchnorm(copy.deepcopy(net), trained_on).bn1.running_mean,
+        atol=2e-3,
+        rtol=2e-3,
+    )
+    assert not torch.allclose(
+        net.bn1.running_mean,
+        recalibrate_batchnorm(copy.deepcopy(net), small[0][:40]).bn1.running_mean,
+        atol=2e-3,
+        rtol=2e-3,
+    )
+
+    # and resuming its checkpoint without the extra data is refused with a message, not a traceback
+    assert train_main([*args, "--resume", "--out", str(tmp_path / "w2")]) == 2
+    assert "trained on different digits (other --data or --extra-data" in capsys.readouterr().err
+
+    # and re-estimating its statistics later needs the same extra data, and then uses it
+    from train.recalibrate import main as recalibrate_main
+
+    weights = ["--weights", str(tmp_path / "w" / "digitcloud-resnet34.safetensors"), "--sha256", meta["sha256"]]
+    again = [*weights, "--data", str(tmp_path / "mnist"), "--out", str(tmp_path / "w"), "--name", "again"]
+    assert recalibrate_main(again) == 2
+    assert "trained with 1 --extra-data set(s)" in capsys.readouterr().err
+    assert recalibrate_main([*again, "--extra-data", str(tmp_path / "mine.csv")]) == 0
+    assert json.loads((tmp_path / "w" / "again.json").read_text())["batchnorm_recalibrated"]["digits"] == 50

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from train.augment import Augmentation
-from train.data import load, split
+from train.data import concatenate, load, split
 from train.recipe import TEACHER_ARCHITECTURES, Recipe
 
 ARCHITECTURE = "torchvision resnet34, 1-channel 7x7/2 stem + maxpool, 10 classes"
@@ -27,6 +27,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         required=True,
         type=Path,
         help="MNIST IDX folder, Kaggle train.csv, or a folder with 0/ … 9/ subfolders of images",
+    )
+    p.add_argument(
+        "--extra-data",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="more training digits in any --data format (e.g. a folder of your own handwriting, 0/ … 9/), "
+        "added to the training split only: validation stays --data's held-out tail; repeatable",
     )
     p.add_argument("--out", required=True, type=Path, help="where the weights, metadata and pictures go")
     p.add_argument("--name", default="digitcloud-resnet34", help="file name stem of the outputs")
@@ -155,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from digitcloud.model import sha256_of
     from train.export import publish
-    from train.recipe import PretrainedUnavailableError, train
+    from train.recipe import CheckpointMismatchError, PretrainedUnavailableError, train
 
     if args.device == "cuda" and not torch.cuda.is_available():
         print("error: --device cuda, but torch sees no CUDA GPU here", file=sys.stderr)
@@ -184,13 +193,18 @@ def main(argv: list[str] | None = None) -> int:
     try:  # the readers' errors name the file, row or size at fault: a message, not a traceback
         data = load(args.data).subset(args.limit)
         train_set, val_set = split(data, args.val_size)
+        extras = [load(path) for path in args.extra_data]
     except (OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.final:
         train_set = data  # the validation digits stay the yardstick, but no longer a held-out one
+    train_set = concatenate(train_set, *extras)
     held_out = "held out" if not args.final else "NOT held out: --final trains on them"
-    print(f"data: {data.source}, {len(train_set)} train / {len(val_set)} validation ({held_out}), device {device}")
+    extra = "".join(f" + {len(e)} from {e.source}" for e in extras)
+    print(
+        f"data: {data.source}{extra}, {len(train_set)} train / {len(val_set)} validation ({held_out}), device {device}"
+    )
 
     began = time.perf_counter()
     try:
@@ -204,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
             init=args.init,
             teacher_files=tuple(args.teacher_weights),
         )
-    except PretrainedUnavailableError as exc:
+    except (PretrainedUnavailableError, CheckpointMismatchError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     seconds = time.perf_counter() - began
@@ -228,6 +242,7 @@ def main(argv: list[str] | None = None) -> int:
                 "train": len(train_set),
                 "validation": len(val_set),
                 "validation_held_out": not args.final,
+                "extra": [{"source": e.source, "sha256": e.sha256(), "digits": len(e)} for e in extras],
             },
             "history": trained.history,
             "teachers": trained.teachers,

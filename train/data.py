@@ -154,6 +154,18 @@ def read_image_folder(folder: str | Path) -> Dataset:
     return Dataset(np.stack(images)[order], np.array(labels, dtype=np.int64)[order], f"image folder {str(folder)!r}")
 
 
+def concatenate(first: Dataset, *more: Dataset) -> Dataset:
+    """``first`` followed by the digits of ``more`` (``train --extra-data``): one training set."""
+    if not more:
+        return first
+    sets = (first, *more)
+    return Dataset(
+        np.concatenate([d.images for d in sets]),
+        np.concatenate([d.labels.astype(np.int64) for d in sets]),
+        " + ".join(d.source for d in sets),
+    )
+
+
 def split(data: Dataset, val_size: int | None) -> tuple[Dataset, Dataset]:
     """The last ``val_size`` digits are the validation set (MNIST default: the last 10,000).
 

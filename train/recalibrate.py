@@ -21,6 +21,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--weights", required=True, type=Path, help="exported weights; their <name>.json beside them")
     p.add_argument("--sha256", required=True, help="the weights' pinned sha256")
     p.add_argument("--data", required=True, type=Path, help="the data the weights were trained on")
+    p.add_argument(
+        "--extra-data", type=Path, action="append", default=[], metavar="PATH", help="as given to python -m train"
+    )
     p.add_argument("--val-size", type=int, default=None, help="default: the run's, from its metadata")
     p.add_argument("--limit", type=int, default=None, help="as given to python -m train")
     p.add_argument("--out", required=True, type=Path)
@@ -30,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from digitcloud.model import load_model
-    from train.data import load, split
+    from train.data import concatenate, load, split
     from train.export import publish
     from train.recipe import recalibrate_batchnorm
 
@@ -38,6 +41,15 @@ def main(argv: list[str] | None = None) -> int:
     data = load(args.data).subset(args.limit)
     if data.sha256() != original["data"]["sha256"]:
         print(f"error: {args.data} is not the data {args.weights.name} was trained on (--limit?)", file=sys.stderr)
+        return 2
+    extras = [load(path) for path in args.extra_data]
+    recorded_extras = [extra["sha256"] for extra in original["data"].get("extra", [])]
+    if [extra.sha256() for extra in extras] != recorded_extras:
+        print(
+            f"error: {args.weights.name} was trained with {len(recorded_extras)} --extra-data set(s); "
+            f"give the same ones, in the same order (got {len(extras)}, or other digits)",
+            file=sys.stderr,
+        )
         return 2
     # The run's own split, so its validation digits never feed the statistics (a held-out run).
     recorded = original["data"].get("validation")
@@ -52,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     held_out = original["data"].get("validation_held_out", True)
     if not held_out:  # trained with --final: on every digit
         train_set = data
+    train_set = concatenate(train_set, *extras)
     net = load_model(path=args.weights, sha256=args.sha256)
     began = time.perf_counter()
     recalibrate_batchnorm(net, train_set.images)

@@ -119,6 +119,10 @@ def _normalise(x: torch.Tensor) -> torch.Tensor:
     return (x - spec.MEAN) / spec.STD
 
 
+class CheckpointMismatchError(ValueError):
+    """``--resume`` found a checkpoint written by another recipe or trained on other digits."""
+
+
 class PretrainedUnavailableError(RuntimeError):
     """``--pretrained``'s ImageNet weights could not be downloaded."""
 
@@ -266,10 +270,13 @@ class _Run:
             saved, now = recipe_as_written(state["recipe"]), dataclasses.asdict(recipe)
             differ = [key for key in now if key not in self.ignored_on_resume and saved[key] != now[key]]
             if differ:
-                raise ValueError(f"{last} was written by a different recipe ({', '.join(differ)}): {state['recipe']}")
+                raise CheckpointMismatchError(
+                    f"{last} was written by a different recipe ({', '.join(differ)}): {state['recipe']}"
+                )
             if state.get("train_digits", train_digits) != train_digits:  # checkpoints before this check lack it
-                raise ValueError(
-                    f"{last} was trained on different digits (other --data, or --final, --limit or --val-size changed?)"
+                raise CheckpointMismatchError(
+                    f"{last} was trained on different digits "
+                    "(other --data or --extra-data, or --final, --limit or --val-size changed?)"
                 )
             net.load_state_dict(state["model"])
             if ema is not None:
