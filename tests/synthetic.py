@@ -61,6 +61,31 @@ LONG_STROKE: dict[str, tuple[int, list[Stroke]]] = {
 }
 
 
+# Ways people write a digit that MNIST's American writers rarely used, drawn as in TEMPLATES
+# (bench/handwriting_styles.py reads them): name -> (digit, strokes).
+STYLES: dict[str, tuple[int, list[Stroke]]] = {
+    "1, short flag (TEMPLATES)": (1, TEMPLATES[1]),
+    "1, long flag (European)": (1, [[(0.22, 0.36), (0.58, 0.04), (0.58, 0.96)]]),
+    "1, flag half its height": (1, [[(0.18, 0.5), (0.58, 0.04), (0.58, 0.96)]]),
+    "1, flag and base": (1, [[(0.36, 0.2), (0.55, 0.04), (0.55, 0.96)], [(0.3, 0.96), (0.8, 0.96)]]),
+    "1, one stroke": (1, [[(0.5, 0.04), (0.5, 0.96)]]),
+    "7 (TEMPLATES)": (7, TEMPLATES[7]),
+    "7, crossed": (7, [[(0.14, 0.06), (0.86, 0.06), (0.42, 0.96)], [(0.4, 0.5), (0.84, 0.5)]]),
+    "7, with a hook": (7, [[(0.14, 0.2), (0.14, 0.06), (0.86, 0.06), (0.42, 0.96)]]),
+    "4, closed (TEMPLATES)": (4, TEMPLATES[4]),
+    "4, open top": (4, [[(0.5, 0.04), (0.14, 0.66), (0.88, 0.66)], [(0.66, 0.3), (0.66, 0.96)]]),
+    "9, curved tail": (
+        9,
+        [_arc(0.5, 0.3, 0.24, 0.23, 0, 360, 32), [(0.74, 0.3), (0.72, 0.7), (0.6, 0.92), (0.4, 0.96)]],
+    ),
+    "2, with a loop": (
+        2,
+        [[*_arc(0.5, 0.3, 0.28, 0.25, 200, 380), (0.3, 0.86), *_arc(0.3, 0.9, 0.08, 0.06, 270, 630, 12), (0.84, 0.95)]],
+    ),
+    "0, slashed": (0, [_arc(0.5, 0.5, 0.3, 0.45, 0, 360, 40), [(0.75, 0.1), (0.25, 0.9)]]),
+}
+
+
 def draw_digit(
     digit: int,
     rng: np.random.Generator,
@@ -387,6 +412,33 @@ def write_examples(folder: Path, seed: int = 7) -> list[Path]:
     return written
 
 
+def write_styles(folder: Path, per_class: int, leave_out: tuple[str, ...] = (), seed: int = 12345) -> int:
+    """A training folder (``0/`` … ``9/``, ``python -m train --extra-data``) of drawn digits, white on
+    black: per digit ``per_class`` of them, cycling through its ``TEMPLATES`` strokes and each of its
+    ``STYLES`` not named in ``leave_out``. Returns how many were written."""
+    unknown = set(leave_out) - set(STYLES)
+    if unknown:
+        raise ValueError(f"no such style(s) {sorted(unknown)}; the styles are {list(STYLES)}")
+    rng = np.random.default_rng(seed)
+    written = 0
+    for digit in range(10):
+        ways = [TEMPLATES[digit]] + [
+            strokes
+            for name, (d, strokes) in STYLES.items()
+            if d == digit and strokes is not TEMPLATES[digit] and name not in leave_out
+        ]
+        (folder / str(digit)).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            draw_digit(digit, rng, strokes=ways[i % len(ways)]).save(folder / str(digit) / f"{i:05d}.png")
+            written += 1
+    return written
+
+
 if __name__ == "__main__":
-    for p in write_examples(Path(sys.argv[1] if len(sys.argv) > 1 else "examples")):
-        print(p)
+    # python -m tests.synthetic [examples/]                             the example photos
+    # python -m tests.synthetic styles OUT PER_CLASS ["STYLE" ...]      write_styles, those styles left out
+    if sys.argv[1:2] == ["styles"]:
+        print(write_styles(Path(sys.argv[2]), int(sys.argv[3]), tuple(sys.argv[4:])), "digits written")
+    else:
+        for p in write_examples(Path(sys.argv[1] if len(sys.argv) > 1 else "examples")):
+            print(p)
