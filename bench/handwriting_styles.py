@@ -21,10 +21,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.synthetic import STYLES, draw_digit, encode, photograph
+from tests.synthetic import STYLES, Stroke, draw_digit, encode, photograph
 
 
-def photos(digit: int, strokes: list[list[tuple[float, float]]], n: int, seed: int) -> np.ndarray:
+def photos(digit: int, strokes: list[Stroke], n: int, seed: int) -> np.ndarray:
     """``n`` photos of one style, each read back as a 28x28 digit by ``digitcloud.inputs``."""
     from digitcloud import inputs
 

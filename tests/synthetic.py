@@ -425,6 +425,7 @@ def write_styles(folder: Path, per_class: int, leave_out: tuple[str, ...] = (), 
         ways = [TEMPLATES[digit]] + [
             strokes
             for name, (d, strokes) in STYLES.items()
+            # STYLES names some templates too ("… (TEMPLATES)"): each way of writing counted once
             if d == digit and strokes is not TEMPLATES[digit] and name not in leave_out
         ]
         (folder / str(digit)).mkdir(parents=True, exist_ok=True)

@@ -687,7 +687,7 @@ def test_extra_data_joins_the_training_split_only_and_is_recorded(
 ) -> None:
     import copy
 
-    # given 60 digits (the last 20 held out) and a user's own folder of 10 more, as a Kaggle CSV
+    # given 60 digits (the last 20 held out) and 10 more of a user's own, as a Kaggle CSV
     write_idx(tmp_path / "mnist", *small)
     extra_images, extra_labels = stroke_digits(10, seed=11)
     write_kaggle_csv(tmp_path / "mine.csv", extra_images, extra_labels)
