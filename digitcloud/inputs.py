@@ -15,7 +15,8 @@ duck typing.
 
 The modules under it, each with one job: ``photo`` (a grey picture -> the 28x28 digit), ``paper``
 (polarity and the paper's light), ``clutter`` (what a photo shows besides the digit),
-``morphology`` (filters and connected parts in numpy). ``digits_file`` is the wire's batch file.
+``halftone`` (a dithered black-and-white scan back to grey), ``morphology`` (filters and connected
+parts in numpy). ``digits_file`` is the wire's batch file.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps, TiffImagePlugin
 
-from digitcloud import formats, photo
+from digitcloud import formats, halftone, photo
 from digitcloud.batching import ordered_map, prefetched
 from digitcloud.config import available_cores
 from digitcloud.errors import InputError
@@ -115,6 +116,10 @@ def normalize_image(img: Image.Image) -> np.ndarray:
     if img.getexif().get(EXIF_ORIENTATION, 1) != 1:
         # only when there is something to turn: without a rotation exif_transpose returns a full copy
         img = ImageOps.exif_transpose(img)
+    if img.mode == "1":  # Pillow resizes "1" nearest-neighbour only: as grey it shrinks like any picture
+        img = img.convert("L")
+    if halftone.is_halftone(img):  # a dithered black-and-white scan: its dots back to grey, at full size
+        img = halftone.descreen(img)
     if max(img.size) > WORK_SIZE:
         # Shrinking first keeps big photos cheap; 512 px leaves the ink far more detail than 20 px needs.
         img = shrink(img)

@@ -14,16 +14,17 @@ from typing import Any
 
 import numpy as np
 import pytest
-from PIL import Image, ImageFilter, features
+from PIL import Image, ImageDraw, ImageFilter, features
 
 import digitcloud.paper
 import digitcloud.photo
-from digitcloud import clutter, inputs, morphology
+from digitcloud import clutter, halftone, inputs, morphology
 from digitcloud.errors import InputError
 from tests.conftest import write_kaggle_csv
 from tests.synthetic import (
     APART,
     LONG_STROKE,
+    TEMPLATES,
     boxed,
     draw_digit,
     dust,
@@ -694,6 +695,80 @@ def test_unusual_modes_decode(seven: Image.Image) -> None:
     for img in (seven.convert("P"), seven.convert("I;16"), seven.convert("CMYK"), seven.convert("1")):
         digit = inputs.normalize(img)
         assert digit.shape == (28, 28) and digit.max() > 200, img.mode
+
+
+def test_a_dithered_black_and_white_scan_reads_as_its_grey_original(rng: np.random.Generator) -> None:
+    for digit in range(10):
+        # given a scan of a digit on off-white paper, and the same scan in black and white, dithered
+        # (Pillow's convert("1"), as a scanner's black-and-white photo mode draws greys as dots)
+        paper = ("white", "cream", "grey", "blue")[digit % 4]
+        grey = photograph(draw_digit(digit, rng), rng, paper=paper, light_gradient=0.05, blur=0).convert("L")
+        dithered = encode(grey.convert("1"), "PNG")
+        # then it reads as the grey scan does, its strokes a little bolder (0.77-1.00 here; before,
+        # the dots on the paper read as ink all over it: 0.24-0.40)
+        assert similarity(inputs.normalize(dithered), inputs.normalize(grey)) > 0.7, (digit, paper)
+
+
+@pytest.mark.slow
+def test_dithered_black_and_white_scans_are_recognised() -> None:
+    # given ten digits scanned in black and white, dithered, on four papers
+    pytest.importorskip("torch")
+    from digitcloud import classify
+
+    rng = np.random.default_rng(5)
+    scans = []
+    for digit in range(10):
+        paper = ("white", "cream", "grey", "blue")[digit % 4]
+        scan = photograph(draw_digit(digit, rng), rng, paper=paper, light_gradient=0.05, blur=0).convert("L")
+        scans.append(encode(scan.convert("1"), "PNG"))
+    # then each reads right
+    assert [r.digit for r in classify(scans, backend="local")] == list(range(10))
+
+
+def test_two_level_pictures_with_clean_edges_are_not_descreened(rng: np.random.Generator) -> None:
+    for digit in range(10):
+        drawn = draw_digit(digit, rng)
+        scan = photograph(drawn, rng, light_gradient=0.05, blur=0).convert("L")
+        clean_scan = scan.point(lambda v: 255 if v >= 128 else 0)
+        dusty = np.array(clean_scan)  # the clean scan with a few specks of dust: 1 % of its ink
+        ink = int((dusty == 0).sum())
+        dusty[rng.integers(0, dusty.shape[0], ink // 100), rng.integers(0, dusty.shape[1], ink // 100)] = 0
+        # given digits in two levels: thresholded, drawn at 28 and 112 px and scanned (and dusty),
+        # and painted with a one-pixel pen without anti-aliasing (its diagonals touch at corners)
+        thresholded = [img.point(lambda v: 255 if v >= 128 else 0) for img in (drawn.resize((28, 28)), drawn)]
+        painted = []
+        for size in (28, 112, 512):
+            img = Image.new("L", (size, size), 255)
+            for stroke in TEMPLATES[digit]:
+                ImageDraw.Draw(img).line(
+                    [(x * size * 0.7 + size * 0.15, y * size * 0.7 + size * 0.15) for x, y in stroke]
+                )
+            painted.append(img)
+        for img in (*thresholded, clean_scan, Image.fromarray(dusty), *painted):
+            # then none is a halftone: each is read as it is
+            assert not halftone.is_halftone(img), (digit, img.size)
+        # and the scan dithered is one
+        assert halftone.is_halftone(scan.convert("1").convert("L")), digit
+
+
+def test_lone_pixels_are_counted_alike_across_bands(rng: np.random.Generator) -> None:
+    # given random two-level pictures, counted in bands of 1, 2 and 3 rows and in one band
+    for _ in range(30):
+        height, width = (int(n) for n in rng.integers(1, 30, 2))
+        img = Image.fromarray(((rng.random((height, width)) < rng.random()) * 255).astype(np.uint8))
+        counts = {halftone.lone_pixels(img, 0, band_rows) for band_rows in (1, 2, 3, 1000)}
+        # then each counts the pixels whose eight neighbours (the edge repeated) all differ from them
+        dark = np.pad(np.asarray(img) == 0, 1, mode="edge")
+        mask = dark[1:-1, 1:-1]
+        around = [dark[dy : dy + height, dx : dx + width] for dy in range(3) for dx in range(3) if (dy, dx) != (1, 1)]
+        assert counts == {int(np.logical_and.reduce([side != mask for side in around]).sum())}, (height, width)
+
+
+def test_a_big_black_and_white_scan_is_shrunk_like_a_grey_one(seven: Image.Image) -> None:
+    # given a 2400 px two-level scan (over WORK_SIZE: shrunk first), as 1-bit and as 8-bit grey
+    big = seven.resize((2400, 2400), Image.Resampling.BILINEAR).point(lambda v: 255 if v >= 128 else 0)
+    # then both read the same (Pillow shrinks 1-bit pictures nearest-neighbour only, dropping pixels)
+    assert np.array_equal(inputs.normalize(encode(big.convert("1"), "PNG")), inputs.normalize(encode(big, "PNG")))
 
 
 def test_a_big_16_bit_scan_is_shrunk_like_an_8_bit_one(seven: Image.Image) -> None:
