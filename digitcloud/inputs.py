@@ -116,7 +116,9 @@ def normalize_image(img: Image.Image) -> np.ndarray:
     if img.getexif().get(EXIF_ORIENTATION, 1) != 1:
         # only when there is something to turn: without a rotation exif_transpose returns a full copy
         img = ImageOps.exif_transpose(img)
-    if img.mode == "1":  # Pillow resizes "1" nearest-neighbour only: as grey it shrinks like any picture
+    if img.mode == "1" or (img.mode == "P" and "transparency" not in img.info):
+        # As grey (what _to_grey makes of them anyway): Pillow resizes "1" and "P" nearest-neighbour
+        # only, and a dithered scan saved with a two-colour palette is then found by halftone too.
         img = img.convert("L")
     if halftone.is_halftone(img):  # a dithered black-and-white scan: its dots back to grey, at full size
         img = halftone.descreen(img)

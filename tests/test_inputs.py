@@ -707,6 +707,9 @@ def test_a_dithered_black_and_white_scan_reads_as_its_grey_original(rng: np.rand
         # then it reads as the grey scan does, its strokes a little bolder (0.74-0.99 here; before,
         # the dots on the paper read as ink all over it: 0.22-0.42)
         assert similarity(inputs.normalize(dithered), inputs.normalize(grey)) > 0.7, (digit, paper)
+        # and saved with a two-colour palette (as image editors export "indexed, 1-bit"), the same
+        in_palette = encode(grey.convert("1").convert("P"), "PNG")
+        assert np.array_equal(inputs.normalize(in_palette), inputs.normalize(dithered)), (digit, paper)
 
 
 @pytest.mark.slow
@@ -764,11 +767,14 @@ def test_lone_pixels_are_counted_alike_across_bands(rng: np.random.Generator) ->
         assert counts == {int(np.logical_and.reduce([side != mask for side in around]).sum())}, (height, width)
 
 
-def test_a_big_black_and_white_scan_is_shrunk_like_a_grey_one(seven: Image.Image) -> None:
+def test_a_big_black_and_white_or_palette_scan_is_shrunk_like_a_grey_one(seven: Image.Image) -> None:
     # given a 2400 px two-level scan (over WORK_SIZE: shrunk first), as 1-bit and as 8-bit grey
     big = seven.resize((2400, 2400), Image.Resampling.BILINEAR).point(lambda v: 255 if v >= 128 else 0)
-    # then both read the same (Pillow shrinks 1-bit pictures nearest-neighbour only, dropping pixels)
-    assert np.array_equal(inputs.normalize(encode(big.convert("1"), "PNG")), inputs.normalize(encode(big, "PNG")))
+    # then both read the same, and so does a palette picture (Pillow shrinks 1-bit and palette
+    # pictures nearest-neighbour only, dropping pixels)
+    as_grey = inputs.normalize(encode(big, "PNG"))
+    assert np.array_equal(inputs.normalize(encode(big.convert("1"), "PNG")), as_grey)
+    assert np.array_equal(inputs.normalize(encode(big.convert("P"), "PNG")), as_grey)
 
 
 def test_a_big_16_bit_scan_is_shrunk_like_an_8_bit_one(seven: Image.Image) -> None:
