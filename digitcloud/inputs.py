@@ -74,8 +74,8 @@ def _to_grey(img: Image.Image) -> np.ndarray:
     """Float32 grey levels in [0, 255]; transparency is flattened onto a contrasting backdrop."""
     if img.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
         return _wide_to_grey(np.asarray(img), img.mode)
-    if img.mode == "P":
-        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+    if img.mode == "P":  # one with transparency: normalize_image turned the others grey
+        img = img.convert("RGBA")
     if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
         rgba = img.convert("RGBA")
         alpha = np.asarray(rgba.getchannel("A"), dtype=np.float32) / 255.0
@@ -117,8 +117,9 @@ def normalize_image(img: Image.Image) -> np.ndarray:
         # only when there is something to turn: without a rotation exif_transpose returns a full copy
         img = ImageOps.exif_transpose(img)
     if img.mode == "1" or (img.mode == "P" and "transparency" not in img.info):
-        # As grey (what _to_grey makes of them anyway): Pillow resizes "1" and "P" nearest-neighbour
-        # only, and a dithered scan saved with a two-colour palette is then found by halftone too.
+        # Grey from the start (the same levels as through RGB): Pillow resizes "1" and "P"
+        # nearest-neighbour only, and a dithered scan saved with a two-colour palette is then found
+        # by halftone too.
         img = img.convert("L")
     if halftone.is_halftone(img):  # a dithered black-and-white scan: its dots back to grey, at full size
         img = halftone.descreen(img)
