@@ -7,7 +7,7 @@ drawn as dark ink on evenly lit paper (white to light grey), 100-1000 px, off-ce
 scanner's faint noise, and written five ways: an 8-bit grey PNG; black and white, thresholded (a
 1-bit TIFF, Group 4, as scanners and faxes write it); black and white, dithered (a 1-bit PNG from
 Pillow's ``convert("1")``, Floyd-Steinberg, as a scanner's black-and-white photo mode draws grey);
-and the last two again at a low resolution, the digit 20-40 px tall. Each file goes through
+and the last two again at a low resolution, the digit 14-29 px tall. Each file goes through
 ``digitcloud.inputs.decode`` and the model. Printed: accuracy per kind, for each weights file.
 ``--no-descreen`` reads the dithered scans as the pipeline did before ``digitcloud.halftone``.
 Nothing is written to disk (the scans are MNIST-derived).
@@ -46,7 +46,7 @@ def render(digit: np.ndarray, seed: int) -> dict[str, bytes]:
     page[y0 : y0 + side, x0 : x0 + side] -= (paper - 20) * ink
     page += rng.normal(0, 3, page.shape).astype(np.float32)
     grey = Image.fromarray(np.clip(page, 0, 255).astype(np.uint8))
-    small = rng.uniform(20, 40) / side  # the digit 20-40 px tall
+    small = rng.uniform(20, 40) / side  # the 28x28 digit drawn 20-40 px: its ink ~14-29 px tall
     low = grey.resize((max(8, math.ceil(w * small)), max(8, math.ceil(h * small))), Image.Resampling.LANCZOS)
 
     def black_and_white(img: Image.Image) -> Image.Image:
