@@ -4,10 +4,11 @@ A scanner's or a fax's black-and-white "photo" mode, or Pillow's own ``convert("
 (Floyd-Steinberg unless told otherwise), draws each grey as a scatter of black dots. Off-white
 paper then becomes white paper strewn with lone black pixels, and the recipe in ``photo`` reads
 them as ink all over the page: before this module, such scans of validation digits read 10 %
-(bench/README.md, "Scans"). A halftone is recognised by its dots, pixels of a colour none of their
-eight neighbours has, and blurred until the dots merge back into grey. A two-level picture with
-clean edges (a thresholded scan, a binarised MNIST digit, a digit drawn without anti-aliasing, even
-with a one-pixel pen) has next to none and is left as it is. numpy + Pillow only.
+(bench/README.md, the ``bench/scans.py`` section). A halftone is recognised by its dots, pixels of
+a colour none of their eight neighbours has, and blurred until the dots merge back into grey. A
+two-level picture with clean edges (a thresholded scan, a binarised MNIST digit, a digit drawn
+without anti-aliasing, even with a one-pixel pen) has next to none and is left as it is. numpy +
+Pillow only.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 # Dots (``lone_pixels``) over the rarer colour's pixels above which a two-level picture is a halftone.
-# Measured (bench/README.md, "Scans"): thresholded scans reach 0.02, binarised MNIST digits 0.029,
-# lines drawn one pixel wide 0; dithered scans of digits on off-white paper 0.23 and up.
+# Measured (bench/README.md, the ``bench/scans.py`` section): thresholded scans reach 0.02,
+# binarised MNIST digits 0.029, lines drawn one pixel wide 0; dithered scans of digits on off-white
+# paper 0.23 and up.
 LONE_SHARE = 0.1
 # The blur that merges the dots, in the picture's own pixels: Floyd-Steinberg's dots lie a few pixels
 # apart whatever the picture's size.
