@@ -4,10 +4,12 @@
 
 Each of the last ``--n`` MNIST train digits (the validation tail no shipped model trains on) is
 drawn as dark ink on evenly lit paper (white to light grey), 100-1000 px, off-centre, with a
-scanner's faint noise, and written five ways: an 8-bit grey PNG; black and white, thresholded (a
+scanner's faint noise, and written seven ways: an 8-bit grey PNG; black and white, thresholded (a
 1-bit TIFF, Group 4, as scanners and faxes write it); black and white, dithered (a 1-bit PNG from
 Pillow's ``convert("1")``, Floyd-Steinberg, as a scanner's black-and-white photo mode draws grey);
-and the last two again at a low resolution, the digit 14-29 px tall. Each file goes through
+the last two again at a low resolution, the digit 14-29 px tall; and the dithered scan saved
+lossily, as a JPEG and as a WebP (quality 60-95, half the JPEGs in colour, as some scanning apps
+write them; WebP always stores colour). Each file goes through
 ``digitcloud.inputs.decode`` and the model. Printed: accuracy per kind, for each weights file.
 ``--no-descreen`` reads the dithered scans as the pipeline did before ``digitcloud.halftone``.
 Nothing is written to disk (the scans are MNIST-derived).
@@ -28,7 +30,15 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-KINDS = ("grey", "black and white", "dithered", "black and white, small", "dithered, small")
+KINDS = (
+    "grey",
+    "black and white",
+    "dithered",
+    "black and white, small",
+    "dithered, small",
+    "dithered, as JPEG",
+    "dithered, as WebP",
+)
 
 
 def render(digit: np.ndarray, seed: int) -> dict[str, bytes]:
@@ -59,10 +69,16 @@ def render(digit: np.ndarray, seed: int) -> dict[str, bytes]:
         "black and white, small": (black_and_white(low), "TIFF"),
         "dithered, small": (low.convert("1"), "PNG"),
     }
+    dithered = grey.convert("1").convert("L")
+    scans["dithered, as JPEG"] = (dithered.convert("RGB") if rng.random() < 0.5 else dithered, "JPEG")
+    scans["dithered, as WebP"] = (dithered, "WEBP")
     encoded = {}
     for kind, (img, fmt) in scans.items():
+        options: dict[str, object] = {"compression": "group4"} if fmt == "TIFF" and img.mode == "1" else {}
+        if fmt in ("JPEG", "WEBP"):
+            options = {"quality": int(rng.uniform(60, 96))}
         buf = io.BytesIO()
-        img.save(buf, fmt, **({"compression": "group4"} if fmt == "TIFF" and img.mode == "1" else {}))
+        img.save(buf, fmt, **options)
         encoded[kind] = buf.getvalue()
     return encoded
 

@@ -7,8 +7,12 @@ them as ink all over the page: before this module, such scans of validation digi
 (bench/README.md, the ``bench/scans.py`` section). A halftone is recognised by its dots, pixels of
 a colour none of their eight neighbours has, and blurred until the dots merge back into grey. A
 two-level picture with clean edges (a thresholded scan, a binarised MNIST digit, a digit drawn
-without anti-aliasing, even with a one-pixel pen) has next to none and is left as it is. numpy +
-Pillow only.
+without anti-aliasing, even with a one-pixel pen) has next to none and is left as it is.
+
+Saved as JPEG or WebP, a halftone is no longer two levels: the dots blur a little and ring. It is
+still nearly two levels, and cut halfway between them it shows its dots again; such scans read 14 %
+before this was looked for. WebP (and some scanning apps' JPEGs) store it in colour, so a colour
+picture whose three channels are each nearly two-level is looked at in grey. numpy + Pillow only.
 """
 
 from __future__ import annotations
@@ -16,27 +20,92 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageFilter
 
-# Dots (``lone_pixels``) over the rarer colour's pixels above which a two-level picture is a halftone.
-# Measured (bench/README.md, the ``bench/scans.py`` section): thresholded scans reach 0.02,
-# binarised MNIST digits 0.029, lines drawn one pixel wide 0; dithered scans of digits on off-white
-# paper 0.23 and up.
+# Dots (``lone_pixels``) over the rarer colour's pixels above which a two-level picture, or a nearly
+# two-level one cut halfway, is a halftone. Measured (bench/README.md, the ``bench/scans.py``
+# section): thresholded scans reach 0.02, binarised MNIST digits 0.029, lines drawn one pixel wide
+# 0, nearly two-level photos 0.024; dithered scans of digits on off-white paper 0.23 and up, saved
+# as JPEG or WebP 0.16 and up.
 LONE_SHARE = 0.1
 # The blur that merges the dots, in the picture's own pixels: Floyd-Steinberg's dots lie a few pixels
 # apart whatever the picture's size.
 DESCREEN_SIGMA = 1.5
+# A picture is nearly two-level when NEAR_SHARE of its pixels lie within NEAR_LEVELS of its darkest
+# or its lightest level (the 0.5th and 99.5th percentiles) and those are MIN_SPREAD or more apart.
+NEAR_LEVELS = 40
+NEAR_SHARE = 0.95
+MIN_SPREAD = 128
+# Those checks look at a sample of the picture (``sample``): up to (SAMPLE / TILE)^2 tiles of TILE x
+# TILE pixels, so a 48 MP photo costs what a 0.26 MP one does.
+SAMPLE = 512
+TILE = 32
 BAND_ROWS = 256  # rows looked at at once: a 50 MP scan is never held as one more full-size array
 
 
-def is_halftone(img: Image.Image) -> bool:
-    """Whether a grey (mode ``L``) picture holds two levels only, laid out as dots: a dithered one."""
-    if img.mode != "L":
+def grey_halftone(img: Image.Image) -> Image.Image | None:
+    """``img`` in grey when it is a halftone, else None. Only a sample of it (``sample``) is looked
+    at, unless that holds two grey levels: then a two-level grey (``L``) picture is a halftone when
+    its dots are over LONE_SHARE of its rarer colour. Other grey pictures, and colour (``RGB``) ones,
+    are when their sample is nearly two-level and, cut halfway, shows dots over LONE_SHARE of its
+    rarer colour."""
+    if img.mode not in ("L", "RGB"):
+        return None
+    seen = sample(img)
+    if img.mode == "L" and sum(1 for count in seen.histogram() if count) == 2:
+        counts = img.histogram()  # of the whole picture: 21-95 ms at 49 MP, the more uniform the slower
+        levels = [level for level, count in enumerate(counts) if count]
+        if len(levels) == 2:
+            rarer = min(counts[levels[0]], counts[levels[1]])
+            return img if lone_pixels(img, levels[0]) > LONE_SHARE * rarer else None
+    if not _dots_when_cut(seen):
+        return None
+    return img if img.mode == "L" else img.convert("L")
+
+
+def sample(img: Image.Image) -> Image.Image:
+    """``img`` itself when it fits SAMPLE x SAMPLE, else a mosaic of TILE x TILE tiles cut from it on
+    an even grid (at most SAMPLE / TILE a side): paper and ink in the picture's own proportions, so
+    its dots over its rarer colour come out as in the whole picture."""
+    width, height = img.size
+    if width <= SAMPLE and height <= SAMPLE:
+        return img
+    across, down = (max(1, min(SAMPLE // TILE, side // TILE)) for side in (width, height))
+    tile_w, tile_h = min(TILE, width), min(TILE, height)
+    mosaic = Image.new(img.mode, (across * tile_w, down * tile_h))
+    for row in range(down):
+        top = (height - tile_h) * row // max(1, down - 1)
+        for column in range(across):
+            left = (width - tile_w) * column // max(1, across - 1)
+            mosaic.paste(img.crop((left, top, left + tile_w, top + tile_h)), (column * tile_w, row * tile_h))
+    return mosaic
+
+
+def _dots_when_cut(img: Image.Image) -> bool:
+    """Whether a grey or colour picture is nearly two-level (in each channel) and, cut halfway
+    between its two levels, shows dots over LONE_SHARE of its rarer colour."""
+    if img.mode == "RGB":
+        counts = img.histogram()
+        if any(_halfway(counts[256 * band : 256 * band + 256]) is None for band in range(3)):
+            return False  # most colour photos stop here, after one histogram
+        img = img.convert("L")
+    halfway = _halfway(img.histogram())
+    if halfway is None:
         return False
-    counts = img.histogram()
-    levels = [level for level, count in enumerate(counts) if count]
-    if len(levels) != 2:
-        return False
-    rarer = min(counts[levels[0]], counts[levels[1]])
-    return lone_pixels(img, levels[0]) > LONE_SHARE * rarer
+    cut = img.point([0] * halfway + [255] * (256 - halfway))
+    counts = cut.histogram()
+    return lone_pixels(cut, 0) > LONE_SHARE * min(counts[0], counts[255])
+
+
+def _halfway(counts: list[int]) -> int | None:
+    """The level halfway between a nearly two-level picture's darkest and lightest (see NEAR_SHARE),
+    from its histogram; None when the picture is not nearly two-level."""
+    total = sum(counts)
+    cumulative = np.cumsum(counts)
+    dark = int(np.searchsorted(cumulative, 0.005 * total, side="right"))
+    light = int(np.searchsorted(cumulative, 0.995 * total))
+    if light - dark < MIN_SPREAD:
+        return None
+    near = cumulative[dark + NEAR_LEVELS] + total - cumulative[light - NEAR_LEVELS - 1]
+    return (dark + light + 1) // 2 if near >= NEAR_SHARE * total else None
 
 
 def lone_pixels(img: Image.Image, level: int, band_rows: int = BAND_ROWS) -> int:

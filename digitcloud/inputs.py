@@ -121,8 +121,8 @@ def normalize_image(img: Image.Image) -> np.ndarray:
         # nearest-neighbour only, and a dithered scan saved with a two-colour palette is then found
         # by halftone too.
         img = img.convert("L")
-    if halftone.is_halftone(img):  # a dithered black-and-white scan: its dots back to grey, at full size
-        img = halftone.descreen(img)
+    if (dots := halftone.grey_halftone(img)) is not None:  # a dithered black-and-white scan, even as JPEG:
+        img = halftone.descreen(dots)  # its dots back to grey, at full size
     if max(img.size) > WORK_SIZE:
         # Shrinking first keeps big photos cheap; 512 px leaves the ink far more detail than 20 px needs.
         img = shrink(img)
