@@ -74,9 +74,7 @@ def _to_grey(img: Image.Image) -> np.ndarray:
     """Float32 grey levels in [0, 255]; transparency is flattened onto a contrasting backdrop."""
     if img.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
         return _wide_to_grey(np.asarray(img), img.mode)
-    if img.mode == "P":  # one with transparency: normalize_image turned the others grey
-        img = img.convert("RGBA")
-    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):  # normalize_image turned "P" into "L" or "RGBA"
         rgba = img.convert("RGBA")
         alpha = np.asarray(rgba.getchannel("A"), dtype=np.float32) / 255.0
         grey = np.asarray(rgba.convert("L"), dtype=np.float32)
@@ -121,6 +119,8 @@ def normalize_image(img: Image.Image) -> np.ndarray:
         # nearest-neighbour only, and a dithered scan saved with a two-colour palette is then found
         # by halftone too.
         img = img.convert("L")
+    elif img.mode == "P":  # a palette with a transparent colour (a GIF's): RGBA, shrunk by averaging too
+        img = img.convert("RGBA")
     if (dots := halftone.grey_halftone(img)) is not None:  # a dithered black-and-white scan, even as JPEG:
         img = halftone.descreen(dots)  # its dots back to grey, at full size
     if max(img.size) > WORK_SIZE:
