@@ -46,7 +46,12 @@ def grey_halftone(img: Image.Image) -> Image.Image | None:
     at, unless that holds two grey levels: then a two-level grey (``L``) picture is a halftone when
     its dots are over LONE_SHARE of its rarer colour. Other grey pictures, and colour (``RGB``) ones,
     are when their sample is nearly two-level and, cut halfway, shows dots over LONE_SHARE of its
-    rarer colour."""
+    rarer colour; so are ``LA`` and ``RGBA`` ones whose sample is opaque (an editor's export)."""
+    if img.mode in ("LA", "RGBA"):
+        seen = sample(img)
+        if seen.getchannel("A").getextrema() != (255, 255):
+            return None  # see-through somewhere: a drawing on a transparent canvas, not a scan
+        return img.convert("L") if _dots_when_cut(seen.convert(seen.mode[:-1])) else None
     if img.mode not in ("L", "RGB"):
         return None
     seen = sample(img)

@@ -710,6 +710,10 @@ def test_a_dithered_black_and_white_scan_reads_as_its_grey_original(rng: np.rand
         # and saved with a two-colour palette (as image editors export "indexed, 1-bit"), the same
         in_palette = encode(grey.convert("1").convert("P"), "PNG")
         assert np.array_equal(inputs.normalize(in_palette), inputs.normalize(dithered)), (digit, paper)
+        # and exported with an opaque alpha channel (RGBA or LA, as image editors do), the same
+        for mode in ("RGBA", "LA"):
+            opaque = encode(grey.convert("1").convert(mode), "PNG")
+            assert np.array_equal(inputs.normalize(opaque), inputs.normalize(dithered)), (digit, paper, mode)
 
 
 def test_a_dithered_scan_saved_as_jpeg_or_webp_reads_as_its_grey_original(rng: np.random.Generator) -> None:
