@@ -90,7 +90,7 @@ def _dots_when_cut(img: Image.Image) -> bool:
     if img.mode == "RGB":
         counts = img.histogram()
         if any(_halfway(counts[256 * band : 256 * band + 256]) is None for band in range(3)):
-            return False  # most colour photos stop here, after one histogram
+            return False  # a colour picture not nearly two-level in every channel: one histogram, no more
         img = img.convert("L")
     halfway = _halfway(img.histogram())
     if halfway is None:
