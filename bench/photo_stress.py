@@ -61,6 +61,12 @@ PLAIN: dict[str, Any] = {
     "dust": 0,  # specks of dust or dirt on the photo (tests.synthetic.dust), up to 3 px across
     "glare": 0.0,  # a lamp's highlight on glossy paper, washing this share towards white (0: none)
     "pen_on_page": None,  # the pen lying on the page: "level" (near its top or bottom) or "upright" (a side)
+    "turn": 0.0,  # the digit turned by this many degrees on the page, either way: a phone held askew over plain paper
+    "keystone": 0.0,  # the phone tilted back: the photo's top narrowed by this share of its width on each side
+    "shake": 0.0,  # a hand's shake: a horizontal blur this many pixels long per 400 px of the shorter side
+    "exposure": 1.0,  # the camera's gain on every pixel, clipped at white (below 1: underexposed)
+    "tint": (255, 255, 255),  # the light's colour (RGB), multiplying the photo's: (255, 200, 130) is a bulb's
+    "crop": None,  # the photo cropped to the ink's bounds plus this share of the digit's size round it
     "format": "PNG",
     "quality": 90,
 }
@@ -122,6 +128,22 @@ CONDITIONS: dict[str, dict[str, Any]] = {
     "glare 0.9": plain(glare=0.9),
     "pen lying on the page": plain(pen_on_page="level"),
     "pen lying upright beside the digit": plain(pen_on_page="upright"),
+    "turned 10 degrees": plain(turn=10.0),
+    "turned 15 degrees": plain(turn=15.0),
+    "turned 20 degrees": plain(turn=20.0),
+    "turned 25 degrees": plain(turn=25.0),
+    "turned 30 degrees": plain(turn=30.0),
+    "phone tilted back 0.15": plain(keystone=0.15),
+    "shaken 7 px": plain(shake=7.0),
+    "shaken 15 px": plain(shake=15.0),
+    "underexposed 0.35": plain(exposure=0.35),
+    "overexposed 1.6": plain(exposure=1.6),
+    "light bulb's tint": plain(tint=(255, 200, 130)),
+    "red ink": plain(pen=(190, 30, 35)),
+    "green ink": plain(pen=(20, 110, 45)),
+    "light blue ballpoint": plain(pen=(70, 100, 210)),
+    "cropped to the ink": plain(crop=0.0),
+    "cropped close, 0.03 round": plain(crop=0.03),
 }
 
 
@@ -136,6 +158,8 @@ def render(digit: np.ndarray, c: dict[str, Any], rng: np.random.Generator) -> by
     if c["pen_change"]:
         k = int(work / 28 * abs(c["pen_change"])) | 1
         glyph = glyph.filter(ImageFilter.MaxFilter(k) if c["pen_change"] > 0 else ImageFilter.MinFilter(k))
+    if c["turn"]:
+        glyph = glyph.rotate(c["turn"] * rng.choice([-1, 1]), Image.Resampling.BICUBIC)
     ruling = None
     if c["ruling"]:
         ruling = ruled(**{**c["ruling"], "spacing": c["ruling"]["spacing"] * side})
@@ -165,7 +189,34 @@ def render(digit: np.ndarray, c: dict[str, Any], rng: np.random.Generator) -> by
         photo = glare(photo, rng, c["glare"])
     if c["pen_on_page"]:
         photo = pen_on_page(photo, rng, upright=c["pen_on_page"] == "upright")
+    photo = camera(photo, c)
     return encode(photo, c["format"], **({"quality": c["quality"]} if c["format"] == "JPEG" else {}))
+
+
+def camera(photo: Image.Image, c: dict[str, Any]) -> Image.Image:
+    """What the phone does to the photo of the page, as ``c`` asks: its tilt, shake, exposure and
+    light's colour, then a crop."""
+    w, h = photo.size
+    if c["keystone"]:  # QUAD maps this source quadrilateral (its top wider than the photo) onto the photo
+        d = c["keystone"] * w
+        paper = tuple(int(v) for v in np.median(np.asarray(photo).reshape(-1, 3), axis=0))
+        quad = (-d, 0, 0, h, w, h, w + d, 0)
+        photo = photo.transform((w, h), Image.Transform.QUAD, quad, Image.Resampling.BILINEAR, fillcolor=paper)
+    if c["shake"] or c["exposure"] != 1.0 or c["tint"] != (255, 255, 255):
+        rgb = np.asarray(photo, np.float32)
+        if c["shake"]:
+            k = max(2, round(c["shake"] * min(w, h) / 400))
+            rgb = np.mean([np.roll(rgb, i - k // 2, axis=1) for i in range(k)], axis=0)
+        rgb = rgb * c["exposure"] * np.array(c["tint"], np.float32) / 255
+        photo = Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8))
+    if c["crop"] is not None:
+        grey = np.asarray(photo.convert("L"))
+        ys, xs = np.nonzero(grey < 0.6 * np.median(grey))
+        m = round(c["crop"] * max(np.ptp(ys), np.ptp(xs)))
+        photo = photo.crop(
+            (max(0, xs.min() - m), max(0, ys.min() - m), min(w, xs.max() + 1 + m), min(h, ys.max() + 1 + m))
+        )
+    return photo
 
 
 def light(c: dict[str, Any], rng: np.random.Generator, h: int, w: int) -> np.ndarray:
