@@ -108,6 +108,8 @@ def test_impossible_arguments_are_refused_before_any_work(capsys: pytest.Capture
         ("--device", "mps"): "invalid choice: 'mps'",
         ("--elastic", "1.5"): "--elastic is a share of the digits, from 0 to 1; got 1.5",
         ("--thicker-pen", "0"): "--thicker-pen must be at least 1 pixel; got 0",
+        ("--rotate", "-5"): "--rotate must be from 0 to 180 degrees; got -5.0",
+        ("--rotate", "nan"): "--rotate must be from 0 to 180 degrees; got nan",
         ("--teacher-architecture", "vgg"): "invalid choice: 'vgg'",
     }
     for bad, message in refused.items():
@@ -579,7 +581,7 @@ def test_init_fine_tunes_from_exported_weights_and_records_them(
     before = spec.load_model(path=source, sha256=spec.sha256_of(source))
 
     # when a run starts from them with a learning rate too small to move the weights
-    tuned_args = [*common, *run, "--max-lr", "1e-9", "--out", str(tmp_path / "b"), "--name", "tuned"]
+    tuned_args = [*common, *run, "--max-lr", "1e-9", "--out", str(tmp_path / "b"), "--name", "tuned", "--rotate", "20"]
     assert train_main([*tuned_args, "--init", str(source), "--checkpoint-dir", str(tmp_path / "cb")]) == 0
     meta = json.loads((tmp_path / "b" / "tuned.json").read_text())
     after = spec.load_model(path=tmp_path / "b" / "tuned.safetensors", sha256=meta["sha256"])
@@ -591,6 +593,7 @@ def test_init_fine_tunes_from_exported_weights_and_records_them(
     assert not torch.allclose(fresh.conv1.weight, before.conv1.weight, atol=2e-3)
     assert meta["init"] == {"weights": "first.safetensors", "sha256": spec.sha256_of(source)}
     assert meta["recipe"]["init_sha256"] == spec.sha256_of(source)
+    assert meta["recipe"]["augmentation"]["rotate_deg"] == 20.0  # the wider turn it was asked for
 
     # a missing file is a clear error before any work; a file that changed under its recorded hash is refused
     assert train_main([*tuned_args, "--init", str(tmp_path / "nope.safetensors")]) == 2

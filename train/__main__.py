@@ -88,6 +88,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         f"(default {Augmentation.thicker_px}; 2 covers markers about twice MNIST's pen)",
     )
     p.add_argument(
+        "--rotate",
+        type=float,
+        default=Augmentation.rotate_deg,
+        metavar="DEG",
+        help=f"turn each digit by up to DEG degrees either way (default {Augmentation.rotate_deg:g})",
+    )
+    p.add_argument(
         "--elastic",
         type=float,
         default=0.0,
@@ -151,6 +158,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         p.error(f"--thicker-pen must be at least 1 pixel; got {args.thicker_pen}")
     if not 0 <= args.elastic <= 1:
         p.error(f"--elastic is a share of the digits, from 0 to 1; got {args.elastic}")
+    if not 0 <= args.rotate <= 180:  # NaN is refused too
+        p.error(f"--rotate must be from 0 to 180 degrees; got {args.rotate}")
     return args
 
 
@@ -172,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    augmentation = Augmentation(elastic_p=args.elastic, thicker_px=args.thicker_pen)
+    augmentation = Augmentation(rotate_deg=args.rotate, elastic_p=args.elastic, thicker_px=args.thicker_pen)
     if args.no_photo_augmentation:
         augmentation = dataclasses.replace(augmentation, stroke_p=0.0, blur_p=0.0)
     recipe = Recipe(
