@@ -62,7 +62,7 @@ PLAIN: dict[str, Any] = {
     "glare": 0.0,  # a lamp's highlight on glossy paper, washing this share towards white (0: none)
     "pen_on_page": None,  # the pen lying on the page: "level" (near its top or bottom) or "upright" (a side)
     "turn": 0.0,  # the digit turned by this many degrees on the page, either way: a phone held askew over plain paper
-    "keystone": 0.0,  # the phone tilted back: the photo's top narrowed by this share of its width on each side
+    "keystone": 0.0,  # the phone tilted back: the photo's top row takes in this share of its width more each side
     "shake": 0.0,  # a hand's shake: a horizontal blur this many pixels long per 400 px of the shorter side
     "exposure": 1.0,  # the camera's gain on every pixel, clipped at white (below 1: underexposed)
     "tint": (255, 255, 255),  # the light's colour (RGB), multiplying the photo's: (255, 200, 130) is a bulb's
