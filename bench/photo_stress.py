@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFilter
+from PIL import Image, ImageFilter
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -34,6 +34,7 @@ from tests.synthetic import (
     encode,
     fingertip,
     glare,
+    marked_round,
     on_desk,
     pen_on_page,
     photograph,
@@ -67,7 +68,7 @@ PLAIN: dict[str, Any] = {
     "exposure": 1.0,  # the camera's gain on every pixel, clipped at white (below 1: underexposed)
     "tint": (255, 255, 255),  # the light's colour (RGB), multiplying the photo's: (255, 200, 130) is a bulb's
     "crop": None,  # the photo cropped to the ink's bounds plus this share of the digit's size round it
-    "mark": None,  # drawn round the digit in its own pen: "underline", "circle" or "box" (see marked)
+    "mark": None,  # drawn round the digit in its pen (tests.synthetic.marked_round): "underline", "circle"…
     "format": "PNG",
     "quality": 90,
 }
@@ -147,6 +148,7 @@ CONDITIONS: dict[str, dict[str, Any]] = {
     "cropped close, 0.03 round": plain(crop=0.03),
     "underlined": plain(mark="underline"),
     "circled": plain(mark="circle"),
+    "circled tightly": plain(mark="tight circle"),
     "a box drawn round it": plain(mark="box"),
 }
 
@@ -165,7 +167,7 @@ def render(digit: np.ndarray, c: dict[str, Any], rng: np.random.Generator) -> by
     if c["turn"]:
         glyph = glyph.rotate(c["turn"] * rng.choice([-1, 1]), Image.Resampling.BICUBIC)
     if c["mark"]:
-        glyph = marked(glyph, c["mark"], rng)
+        glyph = marked_round(glyph, c["mark"], rng)
     ruling = None
     if c["ruling"]:
         ruling = ruled(**{**c["ruling"], "spacing": c["ruling"]["spacing"] * side})
@@ -197,41 +199,6 @@ def render(digit: np.ndarray, c: dict[str, Any], rng: np.random.Generator) -> by
         photo = pen_on_page(photo, rng, upright=c["pen_on_page"] == "upright")
     photo = camera(photo, c)
     return encode(photo, c["format"], **({"quality": c["quality"]} if c["format"] == "JPEG" else {}))
-
-
-def marked(glyph: Image.Image, mark: str, rng: np.random.Generator) -> Image.Image:
-    """``glyph`` (ink white on black) on a canvas 1.6 times as wide, with ``mark`` drawn round the
-    digit in a pen as wide as MNIST's (2.5 of its 28 px): "underline", a line 1.4 times the digit's
-    width, centred, 0.15 of its height below it; "circle", an ellipse 1.5 times its height tall and a quarter of it wider than the
-    digit each side;
-    "box", a rectangle a quarter of its height out from it. Each is a little askew at random."""
-    side = round(glyph.width * 1.6)
-    canvas = Image.new("L", (side, side))
-    canvas.paste(glyph, ((side - glyph.width) // 2, (side - glyph.height) // 2))
-    ys, xs = np.nonzero(np.asarray(canvas) > 128)
-    top, bottom, cx, cy = ys.min(), ys.max(), (xs.min() + xs.max()) / 2, (ys.min() + ys.max()) / 2
-    height = bottom - top
-    width = max(xs.max() - xs.min(), height / 2)
-    pen = round(glyph.width * 2.5 / 28)
-    wobble = rng.uniform(-0.04, 0.04, 4) * height
-    draw = ImageDraw.Draw(canvas)
-    if mark == "underline":
-        y = bottom + 0.15 * height
-        draw.line([(cx - 0.7 * width, y + wobble[0]), (cx + 0.7 * width, y + wobble[1])], fill=255, width=pen)
-    elif mark == "circle":
-        rx, ry = width / 2 + 0.25 * height + wobble[0], 0.75 * height + wobble[1]
-        draw.ellipse([cx - rx, cy - ry, cx + rx, cy + ry], outline=255, width=pen)
-    elif mark == "box":
-        m = 0.25 * height
-        corners = [(cx - width / 2 - m, top - m), (cx + width / 2 + m, top - m + wobble[0])]
-        corners += [
-            (cx + width / 2 + m + wobble[1], bottom + m),
-            (cx - width / 2 - m + wobble[2], bottom + m + wobble[3]),
-        ]
-        draw.line([*corners, corners[0]], fill=255, width=pen, joint="curve")
-    else:
-        raise ValueError(f"unknown mark {mark!r}")
-    return canvas
 
 
 def camera(photo: Image.Image, c: dict[str, Any]) -> Image.Image:

@@ -7,7 +7,8 @@
 * ``erase_paper_lines``: ruled or squared paper's printed lines;
 * ``erase_printed_box``: a form's printed box around the digit, square or askew;
 * ``without_specks``: dust that would stretch the digit's box;
-* ``lying_bar``: a pen lying on the page above, below or beside the digit, or across it.
+* ``lying_bar``: a pen lying on the page above, below or beside the digit, or across it;
+* ``outline_round``: a circle or a box drawn round the digit in its own pen.
 
 Each is tested two ways in tests/test_inputs.py: a photo with the thing reads as the digit alone
 (and is misread with the step switched off), and what only looks like it (a 7's bar across a
@@ -76,6 +77,12 @@ BAR_LONGER, BAR_REST, BAR_APART, BAR_MASS = 1.8, 0.25, 0.35, 0.25
 # go with it.
 BAR_BAND, BAR_PAST, TOUCH_LONGER, TOUCH_MIN, TOUCH_MARGIN = 0.7, 0.1, 2.3, 8, 2
 BAR_CELLS = 128
+# A mark drawn round the digit (see outline_round): a part of the ink with all the rest inside it,
+# the rest OUTLINE_REST of its height or width or more and OUTLINE_MASS of its cells or more (less
+# is a speck or a broken stroke's piece inside a 0's loop). Parts are found on a grid of at most
+# OUTLINE_CELLS cells a side: a photo's working size (inputs.WORK_SIZE), so a circle passing a few
+# pixels from the digit is still apart from it.
+OUTLINE_REST, OUTLINE_MASS, OUTLINE_CELLS = 0.3, 0.1, 512
 # Images under SEARCH_MIN_PX a side (MNIST's 28x28 among them) are not searched for paper lines,
 # a printed box or faint blobs.
 SEARCH_MIN_PX = 40
@@ -584,11 +591,7 @@ def lying_bar(mask: np.ndarray) -> np.ndarray | None:
     part is tried as the bar with all other parts as the digit (``_is_lying_bar``). When no part is
     one, the bar may be touching or crossing the digit: ``_touching_bar``.
     """
-    cell = max(1, -(-max(mask.shape) // BAR_CELLS))
-    h, w = -(-mask.shape[0] // cell), -(-mask.shape[1] // cell)
-    padded = np.zeros((h * cell, w * cell), dtype=bool)
-    padded[: mask.shape[0], : mask.shape[1]] = mask
-    grid = np.asarray(padded.reshape(h, cell, w, cell).any(axis=(1, 3)))
+    grid, cell = _pooled(mask, BAR_CELLS)
     labels, count = morphology.components(grid)
     ys, xs = np.nonzero(grid)
     bar = None
@@ -605,6 +608,50 @@ def lying_bar(mask: np.ndarray) -> np.ndarray | None:
     if bar is None:
         return None
     return np.repeat(np.repeat(bar, cell, axis=0), cell, axis=1)[: mask.shape[0], : mask.shape[1]]
+
+
+def _pooled(mask: np.ndarray, cells: int) -> tuple[np.ndarray, int]:
+    """``mask`` pooled onto a grid of at most ``cells`` cells a side (a cell is set when any of its
+    pixels is), and the cell's side in pixels."""
+    cell = max(1, -(-max(mask.shape) // cells))
+    h, w = -(-mask.shape[0] // cell), -(-mask.shape[1] // cell)
+    padded = np.zeros((h * cell, w * cell), dtype=bool)
+    padded[: mask.shape[0], : mask.shape[1]] = mask
+    return np.asarray(padded.reshape(h, cell, w, cell).any(axis=(1, 3))), cell
+
+
+def outline_round(mask: np.ndarray) -> np.ndarray | None:
+    """Where ``mask`` holds an outline drawn round the rest of the ink (a circle or a box drawn by
+    hand round the digit, which a printed box's thin lines rule does not take): its pixels and a
+    margin for its soft edge that stops short of the other ink; None when there is none. The mask
+    is pooled onto a grid of at most ``OUTLINE_CELLS`` cells a side (``_pooled``) and split into
+    connected parts; the outline is the part whose bounding box holds all the others, when none of
+    them can be reached from the grid's edge without crossing it (its cells and their neighbours: a
+    diagonal step closes it too) and they are big enough to be a digit (``OUTLINE_REST``,
+    ``OUTLINE_MASS``)."""
+    grid, cell = _pooled(mask, OUTLINE_CELLS)
+    labels, count = morphology.components(grid)
+    if count < 2:
+        return None
+    ys, xs = np.nonzero(grid)
+    owner = labels[ys, xs]
+    outer = int(owner[np.argmin(ys)])  # the part holding the topmost cell must hold the other extremes
+    mine, rest = owner == outer, owner != outer
+    top, bottom, left, right = ys[mine].min(), ys[mine].max(), xs[mine].min(), xs[mine].max()
+    if not (top < ys[rest].min() and ys[rest].max() < bottom and left < xs[rest].min() and xs[rest].max() < right):
+        return None
+    rest_h, rest_w = np.ptp(ys[rest]) + 1, np.ptp(xs[rest]) + 1
+    if max(rest_h / (bottom - top + 1), rest_w / (right - left + 1)) < OUTLINE_REST:
+        return None
+    if np.count_nonzero(rest) < OUTLINE_MASS * np.count_nonzero(mine):
+        return None
+    wall = morphology.with_ring(labels == outer)
+    open_parts, _ = morphology.components(~wall)
+    outside = np.unique(np.concatenate([open_parts[0], open_parts[-1], open_parts[:, 0], open_parts[:, -1]]))
+    if np.isin(open_parts[ys[rest], xs[rest]], outside[outside > 0]).any():
+        return None  # some of the rest lies outside the outline: it is no outline round it
+    erase = wall & ~((labels > 0) & (labels != outer))
+    return np.repeat(np.repeat(erase, cell, axis=0), cell, axis=1)[: mask.shape[0], : mask.shape[1]]
 
 
 def _touching_bar(ys: np.ndarray, xs: np.ndarray, shape: tuple[int, ...]) -> np.ndarray | None:

@@ -103,13 +103,14 @@ def _normalize_grey(grey: np.ndarray, light_ink: bool, even_light: bool) -> _Rea
         raise InputError(f"no digit found: the image is blank (contrast {max(0.0, ink - floor):.0f} of 255)")
     level = clutter.erase_faint_blobs(np.clip((grey - floor) / (ink - floor), 0.0, 1.0))
     level = clutter.erase_printed_box(clutter.erase_paper_lines(level))
-    # The ink's box: strong ink decides where the digit is (faint specks are ignored, dust far from
-    # it and a pen lying beside it left out), then the faint anti-aliased edge right around it is
-    # kept so a clean digit is cropped exactly.
+    # The ink's box: strong ink decides where the digit is (faint specks are ignored; dust far from
+    # it, a pen lying beside it and an outline drawn round it left out), then the faint anti-aliased
+    # edge right around it is kept so a clean digit is cropped exactly.
     strong = clutter.without_specks(level > 0.25)
-    bar = clutter.lying_bar(strong)
-    if bar is not None:
-        strong, level = strong & ~bar, np.where(bar, 0.0, level).astype(level.dtype)
+    for find in (clutter.lying_bar, clutter.outline_round):
+        mark = find(strong)
+        if mark is not None:
+            strong, level = strong & ~mark, np.where(mark, 0.0, level).astype(level.dtype)
     rows, cols = np.flatnonzero(strong.any(1)), np.flatnonzero(strong.any(0))
     if rows.size == 0:
         raise InputError("no digit found: no ink stands out from the background")
