@@ -620,10 +620,10 @@ def test_an_outline_drawn_round_the_digit_is_not_part_of_it(monkeypatch: pytest.
     assert misread_without >= 10, misread_without
 
 
-def test_a_digit_with_a_dot_in_its_loop_is_no_outline_round_the_dot(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_digits_in_parts_or_with_a_dot_by_a_loop_are_no_outline_round_a_digit(monkeypatch: pytest.MonkeyPatch) -> None:
     # given drawn digits of every class, those written in parts (a 4's stem, a 7's bar, a 5's flag or
     # a 2's base apart, a 1 with a dot, a crossed 7 whose cross stops short of its stem: it lies
-    # within the rest's bounds, but open to the page), and 0s, 6s, 8s and 9s with a dot inside a loop
+    # within the rest's bounds, but open to the page), and 0s, 6s, 8s and 9s with a dot in or by a loop
     crossed_short = (7, [[(0.1, 0.06), (0.86, 0.06), (0.42, 0.96)], [(0.16, 0.5), (0.38, 0.5)]])
     parts = [*((str(d), (d, TEMPLATES[d])) for d in range(10)), *APART.items(), ("7, crossed short", crossed_short)]
     for name, (digit, strokes) in parts:
@@ -644,7 +644,7 @@ def test_a_digit_with_a_dot_in_its_loop_is_no_outline_round_the_dot(monkeypatch:
         photo = encode(photograph(dotted, np.random.default_rng(0), size=(400, 400), digit_height=0.5))
         unsearched = read_without(monkeypatch, inputs.decode, photo, "outline_round", off=lambda mask: None)
         assert np.array_equal(inputs.decode(photo), unsearched), digit
-        # which the rest's floor on size and ink is what keeps: without it the digit is erased round its dot
+        # which the floors on the rest's size and ink keep (the 0's dot, measured: either one alone does)
         with monkeypatch.context() as m:
             m.setattr(clutter, "OUTLINE_REST", 0.0)
             m.setattr(clutter, "OUTLINE_MASS", 0.0)
