@@ -378,6 +378,13 @@ def count_misread_without(
     return sum(read_as_plain(monkeypatch, photo, plain, step, (case, seed), off) for seed, photo in photos)
 
 
+def centred_page(digit: int) -> Image.Image:
+    """A 400x400 photo of the drawn ``digit`` (seeded by itself: ``draw_digit(digit, rng(digit))``),
+    centred and half the photo's height: the page the pen and outline tests add things to."""
+    ink = draw_digit(digit, np.random.default_rng(digit))
+    return photograph(ink, np.random.default_rng(digit), size=(400, 400), digit_height=0.5, offset=(0.5, 0.5))
+
+
 def test_a_printed_box_round_the_digit_is_not_part_of_it(monkeypatch: pytest.MonkeyPatch) -> None:
     # given digits written in a form's printed box (black, light blue, close round the digit); the
     # rule for outlines drawn round a digit takes a closed box too, so it is off: this rule alone
@@ -480,8 +487,7 @@ def test_a_pen_lying_beside_the_digit_is_not_part_of_it(monkeypatch: pytest.Monk
     misread_without = 0
     pen = functools.partial(pen_on_page, upright=upright)
     for digit in (2, 5, 8):
-        ink = draw_digit(digit, np.random.default_rng(digit))
-        page = photograph(ink, np.random.default_rng(digit), size=(400, 400), digit_height=0.5, offset=(0.5, 0.5))
+        page = centred_page(digit)
         # then each reads as the digit does without the pen
         misread_without += count_misread_without(
             monkeypatch, page, pen, range(3), "lying_bar", digit, off=lambda mask: None
@@ -494,8 +500,7 @@ def test_a_pen_lying_upright_near_the_digit_is_not_part_of_it(monkeypatch: pytes
     # given digits with the pen lying upright by their side, nearer than half the digit's size
     misread_at_half = 0
     for digit in (2, 5, 8):
-        ink = draw_digit(digit, np.random.default_rng(digit))
-        page = photograph(ink, np.random.default_rng(digit), size=(400, 400), digit_height=0.5, offset=(0.5, 0.5))
+        page = centred_page(digit)
         plain = inputs.decode(encode(page))
         for at in (0.17, 0.83):
             for seed in range(3):
@@ -584,8 +589,7 @@ def test_a_pen_lying_across_the_digit_is_taken_out_with_what_it_hides(monkeypatc
     # given digits photographed with the pen lying level across their top or their foot, turned up
     # to 10 degrees: touching the ink, so one part with it
     for digit in (0, 1, 4, 6, 9):
-        ink = draw_digit(digit, np.random.default_rng(digit))
-        page = photograph(ink, np.random.default_rng(digit), size=(400, 400), digit_height=0.5, offset=(0.5, 0.5))
+        page = centred_page(digit)
         plain = inputs.decode(encode(page))
         for at in (0.3, 0.7):
             for seed in range(2):
@@ -602,8 +606,7 @@ def test_an_outline_drawn_round_the_digit_is_not_part_of_it(monkeypatch: pytest.
     misread_without = 0
     for digit in (2, 5, 8):
         ink = draw_digit(digit, np.random.default_rng(digit))
-        page = photograph(ink, np.random.default_rng(digit), size=(400, 400), digit_height=0.5, offset=(0.5, 0.5))
-        plain = inputs.decode(encode(page))
+        plain = inputs.decode(encode(centred_page(digit)))  # the same digit, alone
         for mark in ("circle", "box"):
             for seed in range(2):
                 drawing = marked_round(ink, mark, np.random.default_rng(seed))  # 1.6 times the digit's drawing
