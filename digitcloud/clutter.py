@@ -8,7 +8,7 @@
 * ``erase_printed_box``: a form's printed box around the digit, square or askew;
 * ``without_specks``: dust that would stretch the digit's box;
 * ``lying_bar``: a pen lying on the page above, below or beside the digit, or across it;
-* ``outline_round``: a circle or a box drawn round the digit in its own pen.
+* ``drawn_mark``: a circle or a box drawn round the digit in its own pen, or a line under it.
 
 Each is tested two ways in tests/test_inputs.py: a photo with the thing reads as the digit alone
 (and is misread with the step switched off), and what only looks like it (a 7's bar across a
@@ -77,12 +77,14 @@ BAR_LONGER, BAR_REST, BAR_APART, BAR_MASS = 1.8, 0.25, 0.35, 0.25
 # go with it.
 BAR_BAND, BAR_PAST, TOUCH_LONGER, TOUCH_MIN, TOUCH_MARGIN = 0.7, 0.1, 2.3, 8, 2
 BAR_CELLS = 128
-# A mark drawn round the digit (see outline_round): a part of the ink with all the rest inside it,
-# the rest OUTLINE_REST of its height or width or more and OUTLINE_MASS of its cells or more (less
-# is a speck or a broken stroke's piece inside a 0's loop). Parts are found on a grid of at most
-# OUTLINE_CELLS cells a side: a photo's working size (inputs.WORK_SIZE), so a circle passing a few
-# pixels from the digit is still apart from it.
+# A mark drawn by hand in the digit's pen (see drawn_mark): a part of the ink with all the rest
+# inside it, the rest OUTLINE_REST of its height or width or more and OUTLINE_MASS of its cells or
+# more (less is a speck or a broken stroke's piece inside a 0's loop); or a straight bar below all
+# the rest, reaching past it at both ends by UNDER_PAST of its height. Parts are found on a grid
+# of at most OUTLINE_CELLS cells a side: a photo's working size (inputs.WORK_SIZE), so a circle
+# passing a few pixels from the digit is still apart from it.
 OUTLINE_REST, OUTLINE_MASS, OUTLINE_CELLS = 0.3, 0.1, 512
+UNDER_PAST = 0.05
 # Images under SEARCH_MIN_PX a side (MNIST's 28x28 among them) are not searched for paper lines,
 # a printed box or faint blobs.
 SEARCH_MIN_PX = 40
@@ -620,21 +622,34 @@ def _pooled(mask: np.ndarray, cells: int) -> tuple[np.ndarray, int]:
     return np.asarray(padded.reshape(h, cell, w, cell).any(axis=(1, 3))), cell
 
 
-def outline_round(mask: np.ndarray) -> np.ndarray | None:
-    """Where ``mask`` holds an outline drawn round the rest of the ink (a circle or a box drawn by
-    hand round the digit, which a printed box's thin lines rule does not take): its pixels and a
-    margin for its soft edge that stops short of the other ink; None when there is none. The mask
-    is pooled onto a grid of at most ``OUTLINE_CELLS`` cells a side (``_pooled``) and split into
-    connected parts; the outline is the part whose bounding box holds all the others, when none of
-    them can be reached from the grid's edge without crossing it (its cells and their neighbours: a
-    diagonal step closes it too) and they are big enough to be a digit (``OUTLINE_REST``,
-    ``OUTLINE_MASS``)."""
+def drawn_mark(mask: np.ndarray) -> np.ndarray | None:
+    """Where ``mask`` holds a mark drawn by hand in the digit's own pen: an outline round the rest
+    of the ink (a circle or a box, which the printed box's thin-lines rule does not take;
+    ``_outline``) or a line under it (``_underline``). Its pixels and a margin for its soft edge
+    that stops short of the other ink; None when there is none. The mask is pooled onto a grid of
+    at most ``OUTLINE_CELLS`` cells a side (``_pooled``) and split into connected parts once for
+    both: each tries one part as the mark, all the others as the digit."""
     grid, cell = _pooled(mask, OUTLINE_CELLS)
     labels, count = morphology.components(grid)
     if count < 2:
         return None
     ys, xs = np.nonzero(grid)
     owner = labels[ys, xs]
+    mark = _outline(labels, ys, xs, owner)
+    if mark is None:
+        mark = _underline(ys, xs, owner)
+    if mark is None:
+        return None
+    erase = morphology.with_ring(labels == mark) & ~((labels > 0) & (labels != mark))
+    return np.repeat(np.repeat(erase, cell, axis=0), cell, axis=1)[: mask.shape[0], : mask.shape[1]]
+
+
+def _outline(labels: np.ndarray, ys: np.ndarray, xs: np.ndarray, owner: np.ndarray) -> int | None:
+    """The part of ``labels`` drawn round all the others, or None. ``ys``, ``xs``: the inked cells;
+    ``owner``: each one's label. It is the part holding the topmost cell, when its bounding box
+    holds all the others, none of them can be reached from the grid's edge without crossing it (its
+    cells and their neighbours: a diagonal step closes it too), and they are big enough to be a
+    digit (``OUTLINE_REST``, ``OUTLINE_MASS``)."""
     outer = int(owner[np.argmin(ys)])  # the part holding the topmost cell must hold the other extremes
     mine, rest = owner == outer, owner != outer
     top, bottom, left, right = ys[mine].min(), ys[mine].max(), xs[mine].min(), xs[mine].max()
@@ -645,13 +660,49 @@ def outline_round(mask: np.ndarray) -> np.ndarray | None:
         return None
     if np.count_nonzero(rest) < OUTLINE_MASS * np.count_nonzero(mine):
         return None
-    wall = morphology.with_ring(labels == outer)
-    open_parts, _ = morphology.components(~wall)
+    open_parts, _ = morphology.components(~morphology.with_ring(labels == outer))
     outside = np.unique(np.concatenate([open_parts[0], open_parts[-1], open_parts[:, 0], open_parts[:, -1]]))
     if np.isin(open_parts[ys[rest], xs[rest]], outside[outside > 0]).any():
         return None  # some of the rest lies outside the outline: it is no outline round it
-    erase = wall & ~((labels > 0) & (labels != outer))
-    return np.repeat(np.repeat(erase, cell, axis=0), cell, axis=1)[: mask.shape[0], : mask.shape[1]]
+    return outer
+
+
+def _underline(ys: np.ndarray, xs: np.ndarray, owner: np.ndarray) -> int | None:
+    """The part drawn under all the others, or None; ``ys``, ``xs``: the inked cells, ``owner``:
+    each one's part. It is the part holding the lowest cell, when it is a straight bar
+    (``_bar_shaped``) within ``BAR_TILT`` degrees of level, all the others lie above its top, it
+    reaches past them at both ends by ``UNDER_PAST`` of their height, and they are big enough to be
+    a digit over it (``BAR_REST`` of its length, ``BAR_MASS`` of its cells).
+
+    A 2's base written apart is such a line when it starts left of the 2's diagonal's end and
+    reaches past the body at both ends (``tests.synthetic.APART``'s "2, base apart", on some
+    seeds); what is left then reads as 7. The one 2 with its base apart among MNIST's 60,000 train
+    digits starts it where the diagonal ends, so it keeps it.
+    """
+    low = int(owner[np.argmax(ys)])
+    mine, rest = owner == low, owner != low
+    if np.count_nonzero(mine) < 2 * BAR_LONG or ys[rest].max() >= ys[mine].min():
+        return None  # too small to be a bar, or the rest reaches down beside it or below it
+    _, axes, long, thick = _bar_axes(np.stack([ys[mine], xs[mine]], axis=1).astype(np.float64))
+    if abs(axes[0, 1]) > math.sin(math.radians(BAR_TILT)) or not _bar_shaped(long, thick, int(np.count_nonzero(mine))):
+        return None
+    rest_h = np.ptp(ys[rest]) + 1
+    past = UNDER_PAST * rest_h
+    if xs[mine].min() > xs[rest].min() - past or xs[mine].max() < xs[rest].max() + past:
+        return None
+    if rest_h < BAR_REST * long or np.count_nonzero(rest) < BAR_MASS * np.count_nonzero(mine):
+        return None
+    return low
+
+
+def _bar_axes(cells: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """The centre of ``cells`` (row, column pairs), their main axes (columns of a 2x2, the long one
+    last) and the rectangle their spread along and across those axes gives: long, thick."""
+    centre = cells.mean(axis=0)
+    spread, axes = np.linalg.eigh(np.cov((cells - centre).T))
+    # a uniform run of n cells has variance (n^2 - 1) / 12
+    thick, long = np.sqrt(12 * np.maximum(spread, 0.0) + 1)
+    return centre, axes, float(long), float(thick)
 
 
 def _touching_bar(ys: np.ndarray, xs: np.ndarray, shape: tuple[int, ...]) -> np.ndarray | None:
@@ -732,10 +783,7 @@ def _is_lying_bar(bar: np.ndarray, rest: np.ndarray) -> bool:
     One MNIST 5 has a detached flag 1.8 to 2.1 times its body's size, rising 20 degrees: the tilt
     limit keeps it.
     """
-    centre = bar.mean(axis=0)
-    spread, axes = np.linalg.eigh(np.cov((bar - centre).T))
-    # a uniform run of n cells has variance (n^2 - 1) / 12
-    thick, long = np.sqrt(12 * np.maximum(spread, 0.0) + 1)
+    centre, axes, long, thick = _bar_axes(bar)
     # axes[:, 1] is the long axis (row, column): level when its row share is small, upright when
     # its column share is
     level = abs(axes[0, 1]) <= math.sin(math.radians(BAR_TILT))

@@ -104,10 +104,10 @@ def _normalize_grey(grey: np.ndarray, light_ink: bool, even_light: bool) -> _Rea
     level = clutter.erase_faint_blobs(np.clip((grey - floor) / (ink - floor), 0.0, 1.0))
     level = clutter.erase_printed_box(clutter.erase_paper_lines(level))
     # The ink's box: strong ink decides where the digit is (faint specks are ignored; dust far from
-    # it, a pen lying beside it and an outline drawn round it left out), then the faint anti-aliased
-    # edge right around it is kept so a clean digit is cropped exactly.
+    # it, a pen lying beside it, an outline drawn round it and a line drawn under it left out), then
+    # the faint anti-aliased edge right around it is kept so a clean digit is cropped exactly.
     strong = clutter.without_specks(level > 0.25)
-    for find in (clutter.lying_bar, clutter.outline_round):
+    for find in (clutter.lying_bar, clutter.drawn_mark):
         mark = find(strong)
         if mark is not None:
             strong, level = strong & ~mark, np.where(mark, 0.0, level).astype(level.dtype)

@@ -24,6 +24,7 @@ from tests.conftest import write_kaggle_csv
 from tests.synthetic import (
     APART,
     LONG_STROKE,
+    STYLES,
     TEMPLATES,
     boxed,
     draw_digit,
@@ -388,7 +389,7 @@ def centred_page(digit: int) -> Image.Image:
 def test_a_printed_box_round_the_digit_is_not_part_of_it(monkeypatch: pytest.MonkeyPatch) -> None:
     # given digits written in a form's printed box (black, light blue, close round the digit); the
     # rule for outlines drawn round a digit takes a closed box too, so it is off: this rule alone
-    monkeypatch.setattr(clutter, "outline_round", lambda mask: None)
+    monkeypatch.setattr(clutter, "_outline", lambda *part: None)
     boxes = [(boxed(0.15), (30, 30, 30)), (boxed(0.15), (150, 185, 230)), (boxed(0.22, width=3), (60, 60, 60))]
     misread_without = 0
     for digit in (2, 5, 8):
@@ -417,7 +418,7 @@ def test_a_printed_box_round_the_digit_is_not_part_of_it(monkeypatch: pytest.Mon
 def test_a_printed_box_photographed_askew_is_not_part_of_the_digit(monkeypatch: pytest.MonkeyPatch) -> None:
     # given digits written in a form's printed box, the form photographed turned 5 to 15 degrees
     # either way (past the few degrees a box is found at as it is); the outline rule off, as above
-    monkeypatch.setattr(clutter, "outline_round", lambda mask: None)
+    monkeypatch.setattr(clutter, "_outline", lambda *part: None)
     misread_without = 0
     for digit in (2, 5, 8):
         ink = draw_digit(digit, np.random.default_rng(digit))
@@ -483,7 +484,9 @@ def test_dust_specks_away_from_the_digit_do_not_stretch_its_crop(monkeypatch: py
 @pytest.mark.parametrize("upright", [False, True], ids=["above or below", "upright by its side"])
 def test_a_pen_lying_beside_the_digit_is_not_part_of_it(monkeypatch: pytest.MonkeyPatch, upright: bool) -> None:
     # given digits photographed with the pen that wrote them lying on the page above or below
-    # them, or turned upright by their side (tilted up to 10 degrees, clear of the digit)
+    # them, or turned upright by their side (tilted up to 10 degrees, clear of the digit); a pen
+    # below the digit is a line under it too, so that rule is off: this one alone
+    monkeypatch.setattr(clutter, "_underline", lambda *part: None)
     misread_without = 0
     pen = functools.partial(pen_on_page, upright=upright)
     for digit in (2, 5, 8):
@@ -587,7 +590,9 @@ def test_several_digits_side_by_side_are_a_named_error_and_a_neighbour_is_read(s
 
 def test_a_pen_lying_across_the_digit_is_taken_out_with_what_it_hides(monkeypatch: pytest.MonkeyPatch) -> None:
     # given digits photographed with the pen lying level across their top or their foot, turned up
-    # to 10 degrees: touching the ink, so one part with it
+    # to 10 degrees: touching the ink, so one part with it (a pen just clear of a 0's foot is a line
+    # under it, so that rule is off: this one alone)
+    monkeypatch.setattr(clutter, "_underline", lambda *part: None)
     for digit in (0, 1, 4, 6, 9):
         page = centred_page(digit)
         plain = inputs.decode(encode(page))
@@ -617,10 +622,57 @@ def test_an_outline_drawn_round_the_digit_is_not_part_of_it(monkeypatch: pytest.
                 )
                 # then each reads as the digit alone
                 misread_without += read_as_plain(
-                    monkeypatch, photo, plain, "outline_round", (digit, mark, seed), off=lambda mask: None
+                    monkeypatch, photo, plain, "_outline", (digit, mark, seed), off=lambda *part: None
                 )
     # where, with the outline kept, the crop took it for the digit's own outline in most of them
     assert misread_without >= 10, misread_without
+
+
+def test_a_line_drawn_under_the_digit_is_not_part_of_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    # given drawn digits with a line drawn under them by hand, in their own pen
+    misread_without = 0
+    for digit in (1, 2, 4, 7, 9):
+        ink = draw_digit(digit, np.random.default_rng(digit))
+        plain = inputs.decode(encode(centred_page(digit)))  # the same digit, alone
+        for seed in range(2):
+            drawing = marked_round(ink, "underline", np.random.default_rng(seed))
+            photo = encode(
+                photograph(drawing, np.random.default_rng(digit), size=(400, 400), digit_height=0.8, offset=(0.5, 0.5))
+            )
+            # then each reads as the digit alone
+            misread_without += read_as_plain(
+                monkeypatch, photo, plain, "_underline", (digit, seed), off=lambda *part: None
+            )
+    # where, with the line kept, the crop took it for the digit's own base in most of them
+    assert misread_without >= 8, misread_without
+
+
+def test_digits_whose_lowest_stroke_stands_apart_are_not_underlined(monkeypatch: pytest.MonkeyPatch) -> None:
+    # given drawn digits of every class and in every style, those written in parts and with a long
+    # stroke, and a 2 whose base is written apart, starting where its diagonal ends (as the one
+    # such 2 among MNIST's 60,000 train digits writes it). Left out: APART's "2, base apart", whose
+    # base starts left of its diagonal's end and reaches past its body at both ends, as an underline
+    # does: it is taken for one on some seeds and reads as 7 (README, "not handled")
+    base_from_its_end = (2, [[*TEMPLATES[2][0][:-2], (0.28, 0.8)], [(0.26, 0.97), (0.9, 0.97)]])
+    # and a 6 whose stem is a long straight slash apart from its loop, reaching past it at both
+    # ends and lower (as two MNIST digits' steep strokes do): it is neither level nor below the loop
+    loop = [(0.72 + 0.13 * np.cos(t), 0.8 + 0.13 * np.sin(t)) for t in np.linspace(0, 2 * np.pi, 33)]
+    slash_apart = (6, [[(0.95, 0.04), (0.05, 0.96)], loop])
+    parts = [
+        *((str(d), (d, TEMPLATES[d])) for d in range(10)),
+        *((name, drawn) for name, drawn in APART.items() if name != "2, base apart"),
+        *LONG_STROKE.items(),
+        *STYLES.items(),
+        ("2, base from its end", base_from_its_end),
+        ("6, stem a slash apart", slash_apart),
+    ]
+    for name, (digit, strokes) in parts:
+        for seed in range(3):
+            ink = draw_digit(digit, np.random.default_rng(seed), strokes=strokes)
+            photo = encode(photograph(ink, np.random.default_rng(seed), size=(400, 400), digit_height=0.5))
+            # then each reads as without the search for a line under it
+            unsearched = read_without(monkeypatch, inputs.decode, photo, "_underline", off=lambda *part: None)
+            assert np.array_equal(inputs.decode(photo), unsearched), (name, seed)
 
 
 def test_digits_in_parts_or_with_a_dot_by_a_loop_are_no_outline_round_a_digit(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -634,7 +686,7 @@ def test_digits_in_parts_or_with_a_dot_by_a_loop_are_no_outline_round_a_digit(mo
             ink = draw_digit(digit, np.random.default_rng(seed), strokes=strokes)
             photo = encode(photograph(ink, np.random.default_rng(seed), size=(400, 400), digit_height=0.5))
             # then each reads as without the search for an outline
-            unsearched = read_without(monkeypatch, inputs.decode, photo, "outline_round", off=lambda mask: None)
+            unsearched = read_without(monkeypatch, inputs.decode, photo, "_outline", off=lambda *part: None)
             assert np.array_equal(inputs.decode(photo), unsearched), (name, seed)
     changed_without_guards = 0
     for digit, (x, y) in ((0, (0.5, 0.5)), (6, (0.52, 0.72)), (8, (0.5, 0.27)), (9, (0.5, 0.3))):
@@ -645,7 +697,7 @@ def test_digits_in_parts_or_with_a_dot_by_a_loop_are_no_outline_round_a_digit(mo
             (x * ink.width - r, y * ink.height - r, x * ink.width + r, y * ink.height + r), fill=255
         )
         photo = encode(photograph(dotted, np.random.default_rng(0), size=(400, 400), digit_height=0.5))
-        unsearched = read_without(monkeypatch, inputs.decode, photo, "outline_round", off=lambda mask: None)
+        unsearched = read_without(monkeypatch, inputs.decode, photo, "_outline", off=lambda *part: None)
         assert np.array_equal(inputs.decode(photo), unsearched), digit
         # which the floors on the rest's size and ink keep (the 0's dot, measured: either one alone does)
         with monkeypatch.context() as m:
