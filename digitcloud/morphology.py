@@ -36,8 +36,12 @@ def max_filter(a: np.ndarray, size: int) -> np.ndarray:
 
 
 def with_ring(mask: np.ndarray) -> np.ndarray:
-    """``mask`` and every cell next to it (8-connected): a region with a margin for its soft edge."""
-    return max_filter(mask.astype(np.float32), 3)[1:-1, 1:-1] > 0
+    """``mask`` and every cell next to it (8-connected): a region with a margin for its soft edge.
+    A 3x3 dilation as two passes of or-ing shifted copies (``max_filter`` on floats took 1.4 ms on
+    a 200x200 mask; the outline search grows one cell at a time)."""
+    padded = np.pad(mask.astype(bool), 1)
+    rows = padded[:-2] | padded[1:-1] | padded[2:]
+    return np.asarray(rows[:, :-2] | rows[:, 1:-1] | rows[:, 2:])
 
 
 def components(mask: np.ndarray) -> tuple[np.ndarray, int]:

@@ -1356,6 +1356,21 @@ def test_stroke_width_measures_a_pen() -> None:
     assert morphology.stroke_width(strip) == pytest.approx(6.0, rel=0.1)
 
 
+@pytest.mark.parametrize("shape", [(1, 1), (1, 7), (7, 1), (40, 33)])
+def test_with_ring_is_a_3x3_dilation_that_keeps_the_shape(shape: tuple[int, int]) -> None:
+    rng = np.random.default_rng(0)
+    for density in (0.02, 0.3):
+        mask = rng.random(shape) < density
+        ring = morphology.with_ring(mask)
+        # every cell is set exactly when a cell of mask within one step (8-connected) is
+        h, w = shape
+        expected = np.array(
+            [[mask[max(0, y - 1) : y + 2, max(0, x - 1) : x + 2].any() for x in range(w)] for y in range(h)]
+        )
+        assert ring.shape == shape and ring.dtype == bool
+        assert np.array_equal(ring, expected), density
+
+
 def test_a_thin_pen_is_widened_and_a_normal_one_left_alone() -> None:
     yy, xx = np.mgrid[0:160, 0:160]
     radius = np.hypot(yy - 80, xx - 80)
