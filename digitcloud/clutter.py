@@ -8,7 +8,8 @@
 * ``erase_printed_box``: a form's printed box around the digit, square or askew;
 * ``without_specks``: dust that would stretch the digit's box;
 * ``lying_bar``: a pen lying on the page above, below or beside the digit, or across it;
-* ``drawn_mark``: a circle or a box drawn round the digit in its own pen, or a line under it.
+* ``drawn_mark``: a circle or a box drawn round the digit in its own pen (touching it or not), or a
+  line under it.
 
 Each is tested two ways in tests/test_inputs.py: a photo with the thing reads as the digit alone
 (and is misread with the step switched off), and what only looks like it (a 7's bar across a
@@ -85,6 +86,11 @@ BAR_CELLS = 128
 # passing a few pixels from the digit is still apart from it.
 OUTLINE_REST, OUTLINE_MASS, OUTLINE_CELLS = 0.3, 0.1, 512
 UNDER_PAST = 0.05
+# An outline the digit touches (see _touching_outline): the paper inside its filled shape
+# OUTLINE_HOLE of it or more, bordered OUTLINE_INNER times as long as the page outside; its depth
+# levels each OUTLINE_CONTACT of its outer border or more; at most OUTLINE_STUB of that border not
+# reached from inside.
+OUTLINE_HOLE, OUTLINE_INNER, OUTLINE_CONTACT, OUTLINE_STUB = 0.25, 1.2, 0.2, 0.02
 # Images under SEARCH_MIN_PX a side (MNIST's 28x28 among them) are not searched for paper lines,
 # a printed box or faint blobs.
 SEARCH_MIN_PX = 40
@@ -625,22 +631,28 @@ def _pooled(mask: np.ndarray, cells: int) -> tuple[np.ndarray, int]:
 def drawn_mark(mask: np.ndarray) -> np.ndarray | None:
     """Where ``mask`` holds a mark drawn by hand in the digit's own pen: an outline round the rest
     of the ink (a circle or a box, which the printed box's thin-lines rule does not take;
-    ``_outline``) or a line under it (``_underline``). Its pixels and a margin for its soft edge
-    that stops short of the other ink; None when there is none. The mask is pooled onto a grid of
-    at most ``OUTLINE_CELLS`` cells a side (``_pooled``) and split into connected parts once for
-    both: each tries one part as the mark, all the others as the digit."""
+    ``_outline``), a line under it (``_underline``), or an outline touching the digit, one part
+    with it (``_touching_outline``). Its pixels and a margin for its soft edge that stops short of
+    the other ink; None when there is none. The mask is pooled onto a grid of at most
+    ``OUTLINE_CELLS`` cells a side (``_pooled``) and split into connected parts once for all three:
+    the first two try one part as the mark, all the others as the digit."""
     grid, cell = _pooled(mask, OUTLINE_CELLS)
     labels, count = morphology.components(grid)
-    if count < 2:
+    if count == 0:
         return None
     ys, xs = np.nonzero(grid)
     owner = labels[ys, xs]
-    mark = _outline(labels, ys, xs, owner)
-    if mark is None:
-        mark = _underline(ys, xs, owner)
-    if mark is None:
+    erase = None
+    if count >= 2:
+        mark = _outline(labels, ys, xs, owner)
+        if mark is None:
+            mark = _underline(ys, xs, owner)
+        if mark is not None:
+            erase = morphology.with_ring(labels == mark) & ~((labels > 0) & (labels != mark))
+    if erase is None:
+        erase = _touching_outline(labels, ys, xs, owner)
+    if erase is None:
         return None
-    erase = morphology.with_ring(labels == mark) & ~((labels > 0) & (labels != mark))
     return np.repeat(np.repeat(erase, cell, axis=0), cell, axis=1)[: mask.shape[0], : mask.shape[1]]
 
 
@@ -665,6 +677,70 @@ def _outline(labels: np.ndarray, ys: np.ndarray, xs: np.ndarray, owner: np.ndarr
     if np.isin(open_parts[ys[rest], xs[rest]], outside[outside > 0]).any():
         return None  # some of the rest lies outside the outline: it is no outline round it
     return outer
+
+
+def _touching_outline(labels: np.ndarray, ys: np.ndarray, xs: np.ndarray, owner: np.ndarray) -> np.ndarray | None:
+    """The cells of ``labels`` to erase (an outline and a cell round it, within its part) when the
+    part holding the topmost inked cell is an outline that the digit inside touches, or None.
+    ``ys``, ``xs``: the inked cells; ``owner``: each one's label.
+
+    The part's cells are peeled from the outside in, one ring of neighbours at a time (geodesic
+    depth): an outline's levels each hold about its border's length, while a digit touching it from
+    inside is reached only where it touches, a level or two of a stroke's width. So the outline is
+    the levels holding ``OUTLINE_CONTACT`` of the first level's cells or more, and the rest is the
+    digit. Asked first: the paper inside the part's filled shape is ``OUTLINE_HOLE`` of it or more
+    (a digit's own loops are less, a filled blob none), and the part borders that paper along
+    ``OUTLINE_INNER`` times its outer border or more: an outline with a digit inside borders the
+    digit's strokes on both sides too (photo_stress's tightly circled digits 1.21 times and more),
+    a 0 or an 8 alone borders its holes less than the page, or up to 1.14 times where a long waist
+    or the pen's end runs across it (16 of MNIST's train 0s, 2s, 4s, 6s, 8s and 9s enlarged to
+    112 px). After: every cell of the outline is reached from inside (the paper or the digit)
+    through the outline within its own depth and two, but for ``OUTLINE_STUB`` of the first level's
+    cells: a slashed 0's slash crosses the 0 and sticks out of it, and what sticks out is reached
+    from inside only along the slash. And the rest is big enough to be a digit (``OUTLINE_REST``,
+    ``OUTLINE_MASS``).
+    """
+    outer = int(owner[np.argmin(ys)])
+    mine = owner == outer
+    top, bottom, left, right = ys[mine].min(), ys[mine].max(), xs[mine].min(), xs[mine].max()
+    box = (slice(max(0, top - 2), bottom + 3), slice(max(0, left - 2), right + 3))
+    crop = np.pad(labels[box], 2)  # paper all round the part
+    part = crop == outer
+    wall = morphology.with_ring(part)
+    open_parts, _ = morphology.components(~wall)
+    edge = np.unique(np.concatenate([open_parts[0], open_parts[-1], open_parts[:, 0], open_parts[:, -1]]))
+    outside = np.isin(open_parts, edge[edge > 0])
+    hole = ~outside & ~wall
+    if np.count_nonzero(hole) < OUTLINE_HOLE * np.count_nonzero(~outside):
+        return None
+    reached = part & morphology.with_ring(morphology.with_ring(outside))
+    border = np.count_nonzero(reached)
+    if np.count_nonzero(part & morphology.with_ring(morphology.with_ring(hole))) < OUTLINE_INNER * border:
+        return None
+    depth = 1
+    while True:
+        front = part & morphology.with_ring(reached) & ~reached
+        if np.count_nonzero(front) < OUTLINE_CONTACT * border:
+            break
+        reached |= front
+        depth += 1
+    ring = morphology.with_ring(reached) & part
+    rest = (crop > 0) & ~ring
+    if not rest.any():
+        return None
+    inside = ring & (morphology.with_ring(morphology.with_ring(hole)) | morphology.with_ring(rest))
+    for _ in range(depth + 2):
+        inside = morphology.with_ring(inside) & ring
+    if np.count_nonzero(ring & ~inside) > OUTLINE_STUB * border:
+        return None  # part of it is no outline: ink reaching out of it (a slashed 0's slash)
+    rest_ys, rest_xs = np.nonzero(rest)
+    if max((np.ptp(rest_ys) + 1) / (bottom - top + 1), (np.ptp(rest_xs) + 1) / (right - left + 1)) < OUTLINE_REST:
+        return None
+    if np.count_nonzero(rest) < OUTLINE_MASS * np.count_nonzero(ring):
+        return None
+    erase = np.zeros(labels.shape, dtype=bool)
+    erase[box] = ring[2:-2, 2:-2]
+    return erase
 
 
 def _underline(ys: np.ndarray, xs: np.ndarray, owner: np.ndarray) -> int | None:
