@@ -672,11 +672,17 @@ def _outline(labels: np.ndarray, ys: np.ndarray, xs: np.ndarray, owner: np.ndarr
         return None
     if np.count_nonzero(rest) < OUTLINE_MASS * np.count_nonzero(mine):
         return None
-    open_parts, _ = morphology.components(~morphology.with_ring(labels == outer))
-    outside = np.unique(np.concatenate([open_parts[0], open_parts[-1], open_parts[:, 0], open_parts[:, -1]]))
-    if np.isin(open_parts[ys[rest], xs[rest]], outside[outside > 0]).any():
+    if _outside(morphology.with_ring(labels == outer))[ys[rest], xs[rest]].any():
         return None  # some of the rest lies outside the outline: it is no outline round it
     return outer
+
+
+def _outside(wall: np.ndarray) -> np.ndarray:
+    """The cells off ``wall`` that can be reached from the grid's edge without crossing it (a
+    wall grown by ``morphology.with_ring`` is closed to diagonal steps too)."""
+    open_parts, _ = morphology.components(~wall)
+    edge = np.unique(np.concatenate([open_parts[0], open_parts[-1], open_parts[:, 0], open_parts[:, -1]]))
+    return np.isin(open_parts, edge[edge > 0])
 
 
 def _touching_outline(labels: np.ndarray, ys: np.ndarray, xs: np.ndarray, owner: np.ndarray) -> np.ndarray | None:
@@ -707,9 +713,7 @@ def _touching_outline(labels: np.ndarray, ys: np.ndarray, xs: np.ndarray, owner:
     crop = np.pad(labels[box], 2)  # paper all round the part
     part = crop == outer
     wall = morphology.with_ring(part)
-    open_parts, _ = morphology.components(~wall)
-    edge = np.unique(np.concatenate([open_parts[0], open_parts[-1], open_parts[:, 0], open_parts[:, -1]]))
-    outside = np.isin(open_parts, edge[edge > 0])
+    outside = _outside(wall)
     hole = ~outside & ~wall
     if np.count_nonzero(hole) < OUTLINE_HOLE * np.count_nonzero(~outside):
         return None

@@ -26,6 +26,7 @@ from tests.synthetic import (
     LONG_STROKE,
     STYLES,
     TEMPLATES,
+    Stroke,
     boxed,
     draw_digit,
     dust,
@@ -350,12 +351,13 @@ def read_as_plain(
     step: str,
     case: object,
     off: Callable[[Any], Any] = lambda image: image,
+    alike: float = 0.85,
 ) -> bool:
-    """Asserts that ``photo`` (a digit with something added) reads as ``plain`` (the digit alone);
-    returns whether it is misread with the pipeline step ``step`` (one that erases or leaves out
-    the addition) switched off, i.e. replaced by ``off``, so a test can show the step is what made
-    the difference."""
-    assert similarity(inputs.decode(photo), plain) > 0.85, case
+    """Asserts that ``photo`` (a digit with something added) reads as ``plain`` (the digit alone:
+    their ``similarity`` over ``alike``); returns whether it is misread with the pipeline step
+    ``step`` (one that erases or leaves out the addition) switched off, i.e. replaced by ``off``,
+    so a test can show the step is what made the difference."""
+    assert similarity(inputs.decode(photo), plain) > alike, case
     try:
         without = read_without(monkeypatch, inputs.decode, photo, step, off)
     except InputError:
@@ -394,6 +396,34 @@ def marked_photo(digit: int, mark: str, seed: int) -> bytes:
     return encode(
         photograph(drawing, np.random.default_rng(digit), size=(400, 400), digit_height=0.8, offset=(0.5, 0.5))
     )
+
+
+def drawn_photo(digit: int, strokes: list[Stroke], seed: int, width: float | None = None) -> bytes:
+    """``digit`` drawn from ``strokes`` (``draw_digit``, pen ``width``) and photographed on a 400x400
+    page at half its height, both seeded by ``seed``: a PNG, for the tests that what only looks
+    like clutter is left alone."""
+    ink = draw_digit(digit, np.random.default_rng(seed), width=width, strokes=strokes)
+    return encode(photograph(ink, np.random.default_rng(seed), size=(400, 400), digit_height=0.5))
+
+
+def count_marked_misread_without(
+    monkeypatch: pytest.MonkeyPatch,
+    digits: Iterable[int],
+    mark: str,
+    seeds: Iterable[int],
+    step: str,
+    alike: float = 0.85,
+) -> int:
+    """``read_as_plain`` for each ``marked_photo(digit, mark, seed)``, the digit alone being
+    ``centred_page(digit)``: how many are misread with ``step`` (one of ``clutter.drawn_mark``'s
+    searches, handed the grid's parts) switched off."""
+    misread = 0
+    for digit in digits:
+        plain = inputs.decode(encode(centred_page(digit)))
+        for seed in seeds:
+            photo = marked_photo(digit, mark, seed)
+            misread += read_as_plain(monkeypatch, photo, plain, step, (digit, mark, seed), lambda *part: None, alike)
+    return misread
 
 
 def test_a_printed_box_round_the_digit_is_not_part_of_it(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -618,31 +648,20 @@ def test_a_pen_lying_across_the_digit_is_taken_out_with_what_it_hides(monkeypatc
 
 def test_an_outline_drawn_round_the_digit_is_not_part_of_it(monkeypatch: pytest.MonkeyPatch) -> None:
     # given drawn digits with a circle or a box drawn round them by hand, in their own pen, clear of them
-    misread_without = 0
-    for digit in (2, 5, 8):
-        plain = inputs.decode(encode(centred_page(digit)))  # the same digit, alone
-        for mark in ("circle", "box"):
-            for seed in range(2):
-                photo = marked_photo(digit, mark, seed)
-                # then each reads as the digit alone
-                misread_without += read_as_plain(
-                    monkeypatch, photo, plain, "_outline", (digit, mark, seed), off=lambda *part: None
-                )
+    # then each reads as the digit alone
+    misread_without = sum(
+        count_marked_misread_without(monkeypatch, (2, 5, 8), mark, range(2), "_outline") for mark in ("circle", "box")
+    )
     # where, with the outline kept, the crop took it for the digit's own outline in most of them
     assert misread_without >= 10, misread_without
 
 
 def test_an_outline_touching_the_digit_is_not_part_of_it(monkeypatch: pytest.MonkeyPatch) -> None:
     # given drawn digits circled tightly by hand in their own pen: the circle often touches them
-    misread_without = 0
-    for digit in (2, 3, 5, 7, 8):
-        plain = inputs.decode(encode(centred_page(digit)))  # the same digit, alone
-        for seed in range(3):
-            photo = marked_photo(digit, "tight circle", seed)
-            # then each reads as the digit alone, less a cell's margin where the circle touches it
-            assert similarity(inputs.decode(photo), plain) > 0.8, (digit, seed)
-            without = read_without(monkeypatch, inputs.decode, photo, "_touching_outline", off=lambda *part: None)
-            misread_without += similarity(without, plain) < 0.6
+    # then each reads as the digit alone, less a cell's margin where the circle touches it
+    misread_without = count_marked_misread_without(
+        monkeypatch, (2, 3, 5, 7, 8), "tight circle", range(3), "_touching_outline", alike=0.8
+    )
     # where, without the search for an outline the digit touches, 8 of the 15 were read with the
     # circle
     assert misread_without >= 6, misread_without
@@ -664,8 +683,7 @@ def test_digits_with_loops_are_no_outline_touching_a_digit(monkeypatch: pytest.M
     changed_without_guard = dict.fromkeys(guards, 0)
     for name, (digit, strokes) in parts:
         for seed, width in enumerate((0.05, None, 0.16)):
-            ink = draw_digit(digit, np.random.default_rng(seed), width=width, strokes=strokes)
-            photo = encode(photograph(ink, np.random.default_rng(seed), size=(400, 400), digit_height=0.5))
+            photo = drawn_photo(digit, strokes, seed, width)
             # then each reads as without the search for an outline touching the digit
             read = inputs.decode(photo)
             unsearched = read_without(monkeypatch, inputs.decode, photo, "_touching_outline", off=lambda *part: None)
@@ -681,15 +699,8 @@ def test_digits_with_loops_are_no_outline_touching_a_digit(monkeypatch: pytest.M
 
 def test_a_line_drawn_under_the_digit_is_not_part_of_it(monkeypatch: pytest.MonkeyPatch) -> None:
     # given drawn digits with a line drawn under them by hand, in their own pen
-    misread_without = 0
-    for digit in (1, 2, 4, 7, 9):
-        plain = inputs.decode(encode(centred_page(digit)))  # the same digit, alone
-        for seed in range(2):
-            photo = marked_photo(digit, "underline", seed)
-            # then each reads as the digit alone
-            misread_without += read_as_plain(
-                monkeypatch, photo, plain, "_underline", (digit, seed), off=lambda *part: None
-            )
+    # then each reads as the digit alone
+    misread_without = count_marked_misread_without(monkeypatch, (1, 2, 4, 7, 9), "underline", range(2), "_underline")
     # where, with the line kept, the crop took it for the digit's own base in most of them
     assert misread_without >= 8, misread_without
 
@@ -715,8 +726,7 @@ def test_digits_whose_lowest_stroke_stands_apart_are_not_underlined(monkeypatch:
     ]
     for name, (digit, strokes) in parts:
         for seed in range(3):
-            ink = draw_digit(digit, np.random.default_rng(seed), strokes=strokes)
-            photo = encode(photograph(ink, np.random.default_rng(seed), size=(400, 400), digit_height=0.5))
+            photo = drawn_photo(digit, strokes, seed)
             # then each reads as without the search for a line under it
             unsearched = read_without(monkeypatch, inputs.decode, photo, "_underline", off=lambda *part: None)
             assert np.array_equal(inputs.decode(photo), unsearched), (name, seed)
@@ -730,8 +740,7 @@ def test_digits_in_parts_or_with_a_dot_by_a_loop_are_no_outline_round_a_digit(mo
     parts = [*((str(d), (d, TEMPLATES[d])) for d in range(10)), *APART.items(), ("7, crossed short", crossed_short)]
     for name, (digit, strokes) in parts:
         for seed in range(2):
-            ink = draw_digit(digit, np.random.default_rng(seed), strokes=strokes)
-            photo = encode(photograph(ink, np.random.default_rng(seed), size=(400, 400), digit_height=0.5))
+            photo = drawn_photo(digit, strokes, seed)
             # then each reads as without the search for an outline
             unsearched = read_without(monkeypatch, inputs.decode, photo, "_outline", off=lambda *part: None)
             assert np.array_equal(inputs.decode(photo), unsearched), (name, seed)
