@@ -48,6 +48,8 @@ PAGE_PAPER = 0.75
 PAGE_EDGE = 0.02
 PAGE_SIDE = 0.1
 PAGE_MIN_PX = 64
+# A page turned PAGE_TURN degrees or more is turned level first: its digit was written level with it.
+PAGE_TURN = 10.0
 # A printed box around the digit (a form's cell): lines BOX_BAND of the box's size deep at most,
 # over BOX_SIDE of each of its four sides, turned BOX_TILT degrees at most (see erase_printed_box);
 # a box turned more, up to BOX_TURN degrees, is looked for in the picture turned square when the
@@ -96,10 +98,11 @@ OUTLINE_HOLE, OUTLINE_INNER, OUTLINE_CONTACT, OUTLINE_STUB = 0.25, 1.2, 0.2, 0.0
 SEARCH_MIN_PX = 40
 
 
-def crop_to_page(grey: np.ndarray) -> np.ndarray | None:
+def crop_to_page(grey: np.ndarray, straighten: bool = True) -> np.ndarray | None:
     """``grey`` cut to the sheet of light paper it shows on a darker desk, the desk left in the
     page's bounding box (a turned page's corners) painted over as the page's paper; None when the
-    photo shows no desk, which is most photos.
+    photo shows no desk, which is most photos. A page turned PAGE_TURN degrees or more (its sides' turn,
+    ``_page_turn``) is first turned level when ``straighten``.
 
     The page is the convex hull of the pixels lighter than the desk/paper split (Otsu's threshold
     on the coarse grid): ink lies inside the sheet, so the hull keeps it whatever its colour."""
@@ -121,9 +124,20 @@ def crop_to_page(grey: np.ndarray) -> np.ndarray | None:
     page = _filled(hull, grey.shape)
     if page.mean() < PAGE_AREA or page.mean() > 1 - PAGE_DESK or light[page].mean() < PAGE_PAPER:
         return None
-    edge = _edge_width(grey, hull, desk, sheet)
-    if edge is None or edge > max(2.0, PAGE_EDGE * min(h, w)):
+    sides = _sides(hull, h, w)
+    edge = None if sides is None else _edge_width(grey, hull, sides, desk, sheet)
+    if sides is None or edge is None or edge > max(2.0, PAGE_EDGE * min(h, w)):
         return None  # a shadow or a vignette: the existing readings handle those
+    turn = _page_turn(sides)
+    if straighten and abs(turn) >= PAGE_TURN:
+        # The digit was written level with its page: turned with it, it reads as a digit turned that much
+        # (a page turned 30 degrees read 87 %). The picture is turned back, the room it needs desk.
+        level = Image.fromarray(grey.astype(np.float32), "F").rotate(
+            turn, Image.Resampling.BILINEAR, expand=True, fillcolor=desk
+        )
+        levelled = crop_to_page(np.asarray(level), straighten=False)
+        if levelled is not None:
+            return levelled  # else the page is cut as it lies
     # The page's pixels along its edge are blurred with the desk, and the hull may bulge a pixel or
     # two past it: they go with the desk, as does a margin along the frame (where the page's edge
     # leaves the picture, a sliver of desk can lie between them).
@@ -244,18 +258,36 @@ def _sides(hull: list[tuple[int, int]], h: int, w: int) -> list[tuple[float, flo
     return [s for s, keep in zip(sides, long, strict=True) if keep]
 
 
-def _edge_width(grey: np.ndarray, hull: list[tuple[int, int]], desk: float, paper: float) -> float | None:
-    """How many pixels the light takes to change from desk to paper across the page's sides: per
-    side, the median over profiles every 4 px along it of the samples between a quarter and three
-    quarters of the way from ``desk`` to ``paper``; the widest side's. None when the hull's sides
-    are not a sheet's (``_sides``), or one of them shows no step of ``PAGE_CONTRAST`` from paper
+def _page_turn(sides: list[tuple[float, float, float, float]]) -> float:
+    """The degrees a page with these ``sides`` is turned clockwise (as ``Image.rotate`` turns it back),
+    within 45 either way: the median of its sides' directions, each folded onto the nearest of level
+    and upright, weighed by length (a phone tilted over the page splays its sides a few degrees
+    either way; the median keeps the level they share)."""
+    folded, lengths = [], []
+    for x0, y0, x1, y1 in sides:
+        degrees = math.degrees(math.atan2(y1 - y0, x1 - x0))
+        folded.append((degrees + 45.0) % 90.0 - 45.0)
+        lengths.append(math.hypot(x1 - x0, y1 - y0))
+    order = np.argsort(folded)
+    weight = np.cumsum(np.asarray(lengths)[order])
+    return float(np.asarray(folded)[order][np.searchsorted(weight, weight[-1] / 2)])
+
+
+def _edge_width(
+    grey: np.ndarray,
+    hull: list[tuple[int, int]],
+    sides: list[tuple[float, float, float, float]],
+    desk: float,
+    paper: float,
+) -> float | None:
+    """How many pixels the light takes to change from desk to paper across the page's ``sides`` (its
+    ``hull``'s, ``_sides``): per side, the median over profiles every 4 px along it of the samples
+    between a quarter and three quarters of the way from ``desk`` to ``paper``; the widest side's.
+    None when one of them shows no step of ``PAGE_CONTRAST`` from paper
     inside to desk outside (it bridges a gap between a digit's strokes), or ink reaches it from
     inside (2 to 4 px in): a sharp shadow's edge across the digit looks like a page's side but for
     that, and a digit running off its page is not cut either."""
     h, w = grey.shape
-    sides = _sides(hull, h, w)
-    if sides is None:
-        return None
     reach = int(2 * PAGE_EDGE * min(h, w)) + 3
     cx, cy = np.mean(hull, axis=0)
     low, high = desk + (paper - desk) / 4, paper - (paper - desk) / 4

@@ -812,7 +812,7 @@ def test_a_page_photographed_on_a_desk_reads_as_the_page_alone(monkeypatch: pyte
     desks: list[dict[str, Any]] = [
         {"desk": "dark wood"},
         {"desk": "light wood", "turn": 5.0, "at": (1.1, 0.3)},
-        {"desk": "grey", "turn": -12.0},
+        {"desk": "grey", "turn": -8.0},  # turned further, the page is read level: the next test
         {"desk": "dark wood", "border": 1.0, "turn": 8.0},
         {"desk": "grey", "border": 0.02, "turn": 6.0, "at": (0.5, 0.5)},
     ]
@@ -830,6 +830,51 @@ def test_a_page_photographed_on_a_desk_reads_as_the_page_alone(monkeypatch: pyte
             misread_without += similarity(uncut, alone) < 0.6
     # where, without the cut to the page, the desk was read as ink in most of them
     assert misread_without >= 10, misread_without
+
+
+def test_a_page_turned_on_a_desk_is_read_level_with_the_page(monkeypatch: pytest.MonkeyPatch) -> None:
+    # given a digit written level on its page, the page lying on a desk turned 12-40 degrees either way
+    # (some of it running off the picture)
+    misread_unturned = 0
+    for digit in (2, 4, 7, 9):
+        ink = draw_digit(digit, np.random.default_rng(digit))
+        page = photograph(ink, np.random.default_rng(digit), size=(400, 300))
+        alone = inputs.decode(encode(page))
+        for turn in (-12.0, 20.0, -30.0, 40.0):
+            photo = encode(on_desk(page, np.random.default_rng(digit), desk="dark wood", turn=turn))
+            # then it reads as the page alone does, level
+            assert similarity(inputs.decode(photo), alone) > 0.9, (digit, turn)
+            with monkeypatch.context() as m:
+                m.setattr(clutter, "PAGE_TURN", np.inf)
+                misread_unturned += similarity(inputs.decode(photo), alone) < 0.75
+        for turn in (5.0, -8.0):
+            # and a page turned less than PAGE_TURN is left as it lies
+            photo = encode(on_desk(page, np.random.default_rng(digit), desk="grey", turn=turn))
+            with monkeypatch.context() as m:
+                m.setattr(clutter, "PAGE_TURN", np.inf)
+                unturned = inputs.decode(photo)
+            assert np.array_equal(inputs.decode(photo), unturned), (digit, turn)
+    # where, read as it lies, the digit was turned with its page: far from the level one in most
+    assert misread_unturned >= 12, misread_unturned
+
+
+@pytest.mark.parametrize("turn", [-44.0, -30.0, -10.0, 0.0, 3.5, 25.0, 44.0])
+def test_a_pages_turn_is_its_sides_direction_folded_to_level(turn: float) -> None:
+    # given the sides of a 300x200 page turned ``turn`` degrees clockwise (y down), listed from
+    # each corner, as the hull gives them; the same with its top side splayed 5 degrees more (a
+    # phone tilted over it) and with two sides only (the rest off the picture)
+    a = np.radians(turn)
+    corners = [
+        (x * np.cos(a) - y * np.sin(a), x * np.sin(a) + y * np.cos(a))
+        for x, y in [(0, 0), (300, 0), (300, 200), (0, 200)]
+    ]
+    sides = [(*corners[i], *corners[(i + 1) % 4]) for i in range(4)]
+    b = np.radians(turn + 5.0)
+    splayed = [(0.0, 0.0, 300 * np.cos(b), 300 * np.sin(b)), *sides[1:]]
+    # then each is turned back by ``turn`` (the median of the sides' directions, by length)
+    assert clutter._page_turn(sides) == pytest.approx(turn, abs=1e-6)
+    assert clutter._page_turn(splayed) == pytest.approx(turn, abs=1e-6)
+    assert clutter._page_turn(sides[:2]) == pytest.approx(turn, abs=1e-6)
 
 
 def test_light_ink_and_shadows_are_not_taken_for_a_page() -> None:
