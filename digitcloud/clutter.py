@@ -2,9 +2,10 @@
 
 ``photo.normalize_grey`` runs these steps in this order; each is measured in bench/photo_stress.py:
 
-* ``crop_to_page``: the desk around a sheet of paper (on the grey photo, before anything else);
+* ``crop_to_page``: the desk around a sheet of paper, the page turned level first when it lies
+  askew (on the grey photo, before anything else);
 * ``erase_faint_blobs``: a fingertip or a smudge reaching in from the edge;
-* ``erase_paper_lines``: ruled or squared paper's printed lines;
+* ``erase_paper_lines``: ruled or squared paper's printed lines, at any angle;
 * ``erase_printed_box``: a form's printed box around the digit, square or askew;
 * ``without_specks``: dust that would stretch the digit's box;
 * ``lying_bar``: a pen lying on the page above, below or beside the digit, or across it;
@@ -105,8 +106,8 @@ SEARCH_MIN_PX = 40
 def crop_to_page(grey: np.ndarray, straighten: bool = True) -> np.ndarray | None:
     """``grey`` cut to the sheet of light paper it shows on a darker desk, the desk left in the
     page's bounding box (a turned page's corners) painted over as the page's paper; None when the
-    photo shows no desk, which is most photos. A page turned PAGE_TURN degrees or more (its sides' turn,
-    ``_page_turn``) is first turned level when ``straighten``.
+    photo shows no desk, which is most photos. A page turned PAGE_TURN degrees or more (its sides'
+    turn, ``_page_turn``) is first turned level when ``straighten``.
 
     The page is the convex hull of the pixels lighter than the desk/paper split (Otsu's threshold
     on the coarse grid): ink lies inside the sheet, so the hull keeps it whatever its colour."""
