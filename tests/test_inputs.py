@@ -1462,9 +1462,9 @@ def test_stroke_width_measures_a_pen() -> None:
 
 
 @pytest.mark.parametrize("shape", [(1, 1), (1, 7), (7, 1), (40, 33)])
-def test_with_ring_is_a_3x3_dilation_that_keeps_the_shape(shape: tuple[int, int]) -> None:
+def test_with_ring_and_eroded_are_3x3_dilation_and_erosion(shape: tuple[int, int]) -> None:
     rng = np.random.default_rng(0)
-    for density in (0.02, 0.3):
+    for density in (0.02, 0.3, 0.9):
         mask = rng.random(shape) < density
         ring = morphology.with_ring(mask)
         # every cell is set exactly when a cell of mask within one step (8-connected) is
@@ -1474,6 +1474,11 @@ def test_with_ring_is_a_3x3_dilation_that_keeps_the_shape(shape: tuple[int, int]
         )
         assert ring.shape == shape and ring.dtype == bool
         assert np.array_equal(ring, expected), density
+        # and eroded keeps a cell exactly when every cell within one step inside the image is set
+        kept = np.array(
+            [[mask[max(0, y - 1) : y + 2, max(0, x - 1) : x + 2].all() for x in range(w)] for y in range(h)]
+        )
+        assert np.array_equal(morphology.eroded(mask), kept), density
 
 
 def test_a_thin_pen_is_widened_and_a_normal_one_left_alone() -> None:
