@@ -56,6 +56,7 @@ PLAIN: dict[str, Any] = {
     "pen_change": 0.0,  # MNIST pixels added to (thicker) or taken from (thinner) the stroke
     "ruling": None,  # paper lines: tests.synthetic.ruled's arguments, the spacing over the digit's side
     "line": (150, 185, 230),  # their colour (RGB): a notebook's light blue
+    "along_lines": False,  # the digit turned with the ruling's tilt: written on its lines, the page photographed askew
     "box": None,  # a printed box round the digit, centred: tests.synthetic.boxed's arguments; in colour "line"
     "desk": None,  # the page photographed lying on a desk: tests.synthetic.on_desk's arguments
     "fingertip": 0.0,  # a fingertip reaching in from an edge, this share of the side across (0: none)
@@ -107,11 +108,22 @@ CONDITIONS: dict[str, dict[str, Any]] = {
     "ruled paper, grey lines": plain(ruling={"spacing": 0.8, "tilt": 1.0}, line=(120, 120, 120)),
     "squared paper": plain(ruling={"spacing": 0.3, "squared": True}),
     "squared paper, turned 3 degrees": plain(ruling={"spacing": 0.3, "squared": True, "tilt": 3.0}),
-    "ruled paper, turned 10 degrees": plain(ruling={"spacing": 0.8, "tilt": 10.0}),
-    "squared paper, turned 12 degrees": plain(ruling={"spacing": 0.3, "squared": True, "tilt": -12.0}),
-    "ruled paper, turned 20 degrees": plain(ruling={"spacing": 0.8, "tilt": 20.0}),
-    "ruled paper, turned 30 degrees": plain(ruling={"spacing": 0.8, "tilt": -30.0}),
-    "squared paper, turned 25 degrees": plain(ruling={"spacing": 0.3, "squared": True, "tilt": 25.0}),
+    "ruled paper, turned 10 degrees, the digit level": plain(ruling={"spacing": 0.8, "tilt": 10.0}),
+    "squared paper, turned 12 degrees, the digit level": plain(ruling={"spacing": 0.3, "squared": True, "tilt": -12.0}),
+    "ruled paper, turned 20 degrees, the digit level": plain(ruling={"spacing": 0.8, "tilt": 20.0}),
+    "ruled paper, turned 30 degrees, the digit level": plain(ruling={"spacing": 0.8, "tilt": -30.0}),
+    "squared paper, turned 25 degrees, the digit level": plain(ruling={"spacing": 0.3, "squared": True, "tilt": 25.0}),
+    "ruled paper, turned 12 degrees, the digit with it": plain(ruling={"spacing": 0.8, "tilt": 12.0}, along_lines=True),
+    "ruled paper, turned 20 degrees, the digit with it": plain(
+        ruling={"spacing": 0.8, "tilt": -20.0}, along_lines=True
+    ),
+    "ruled paper, turned 30 degrees, the digit with it": plain(ruling={"spacing": 0.8, "tilt": 30.0}, along_lines=True),
+    "ruled paper, turned 40 degrees, the digit with it": plain(
+        ruling={"spacing": 0.8, "tilt": -40.0}, along_lines=True
+    ),
+    "squared paper, turned 25 degrees, the digit with it": plain(
+        ruling={"spacing": 0.3, "squared": True, "tilt": -25.0}, along_lines=True
+    ),
     "page on a dark desk": plain(desk={"desk": "dark wood"}),
     "page on a light wood desk, turned 5 degrees": plain(desk={"desk": "light wood", "turn": 5.0}),
     "page on a grey desk, turned -12 degrees": plain(desk={"desk": "grey", "turn": -12.0}),
@@ -172,6 +184,8 @@ def render(digit: np.ndarray, c: dict[str, Any], rng: np.random.Generator) -> by
         glyph = glyph.filter(ImageFilter.MaxFilter(k) if c["pen_change"] > 0 else ImageFilter.MinFilter(k))
     if c["turn"]:
         glyph = glyph.rotate(c["turn"] * rng.choice([-1, 1]), Image.Resampling.BICUBIC)
+    if c["along_lines"]:
+        glyph = glyph.rotate(-c["ruling"]["tilt"], Image.Resampling.BICUBIC)  # ruled() turns its lines clockwise
     if c["mark"]:
         glyph = marked_round(glyph, c["mark"], rng)
     ruling = None

@@ -5,7 +5,8 @@
 * ``crop_to_page``: the desk around a sheet of paper, the page turned level first when it lies
   askew (on the grey photo, before anything else);
 * ``erase_faint_blobs``: a fingertip or a smudge reaching in from the edge;
-* ``erase_paper_lines``: ruled or squared paper's printed lines, at any angle;
+* ``erase_paper_lines``: ruled or squared paper's printed lines, at any angle (their turn then turns
+  the picture level, ``turned``);
 * ``erase_printed_box``: a form's printed box around the digit, square or askew;
 * ``without_specks``: dust that would stretch the digit's box;
 * ``lying_bar``: a pen lying on the page above, below or beside the digit, or across it;
@@ -20,6 +21,7 @@ close crop, a 4's stem, a blurred bold digit, chalk on a dark board) is left as 
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -53,7 +55,12 @@ PAGE_EDGE = 0.02
 PAGE_SIDE = 0.1
 PAGE_MIN_PX = 64
 # A page turned PAGE_TURN degrees or more is turned level first: its digit was written level with it.
+# So is a ruled or squared page whose lines are turned so: LINES_TURN or more of them crossing the
+# picture, the paper between them clean along the frame (under LINES_CLEAN of it faint ink, in a band
+# LINES_FRAME of the shorter side deep: a notebook's measured 3 % at most; a dithered scan's texture,
+# whose dots line up into lines by chance, 7-30 %).
 PAGE_TURN = 10.0
+LINES_TURN, LINES_CLEAN, LINES_FRAME = 2, 0.05, 0.05
 # A printed box around the digit (a form's cell): lines BOX_BAND of the box's size deep at most,
 # over BOX_SIDE of each of its four sides, turned BOX_TILT degrees at most (see erase_printed_box);
 # a box turned more, up to BOX_TURN degrees, is looked for in the picture turned square when the
@@ -138,10 +145,7 @@ def crop_to_page(grey: np.ndarray, straighten: bool = True) -> np.ndarray | None
     if straighten and abs(turn) >= PAGE_TURN:
         # The digit was written level with its page: turned with it, it reads as a digit turned that much
         # (a page turned 30 degrees read 87 %). The picture is turned back, the room it needs desk.
-        level = Image.fromarray(grey.astype(np.float32), "F").rotate(
-            turn, Image.Resampling.BILINEAR, expand=True, fillcolor=desk
-        )
-        levelled = crop_to_page(np.asarray(level), straighten=False)
+        levelled = crop_to_page(turned(grey, turn, fill=desk), straighten=False)
         if levelled is not None:
             return levelled  # else the page is cut as it lies
     # The page's pixels along its edge are blurred with the desk, and the hull may bulge a pixel or
@@ -163,6 +167,13 @@ def crop_to_page(grey: np.ndarray, straighten: bool = True) -> np.ndarray | None
     rng = np.random.default_rng(0)  # the same photo gives the same digit
     grey[ys, xs] = paper.plane(coef, ys, xs, grey.shape) + rng.normal(0.0, noise, ys.size)
     return grey
+
+
+def turned(picture: np.ndarray, degrees: float, fill: float = 0.0) -> np.ndarray:
+    """``picture`` (float) turned ``degrees`` counter-clockwise (bilinear), grown to hold all of it,
+    the new room ``fill``."""
+    image = Image.fromarray(picture.astype(np.float32), "F")
+    return np.asarray(image.rotate(degrees, Image.Resampling.BILINEAR, expand=True, fillcolor=fill))
 
 
 def _otsu(values: np.ndarray) -> float:
@@ -353,8 +364,10 @@ def erase_faint_blobs(level: np.ndarray) -> np.ndarray:
     return np.where((paper.from_grid(near, level.shape) > 0) & faint, 0.0, level).astype(level.dtype)
 
 
-def erase_paper_lines(level: np.ndarray) -> np.ndarray:
-    """``level`` (ink 0..1, paper 0) with the lines of ruled or squared paper taken out.
+def erase_paper_lines(level: np.ndarray) -> tuple[np.ndarray, float]:
+    """``level`` (ink 0..1, paper 0) with the lines of ruled or squared paper taken out, and the
+    page's turn those lines show (degrees, as ``Image.rotate`` turns it back; 0.0 when they are no
+    page's: fewer than LINES_TURN cross the picture, or faint ink lies between them, ``_clean_between``).
 
     A notebook's light blue lines stand out from the paper by a third of the ink's contrast or
     less, and they cross the whole photo; kept, they are cropped and scaled with the digit. Both
@@ -362,18 +375,38 @@ def erase_paper_lines(level: np.ndarray) -> np.ndarray:
     do not break its lines; ink where a line crosses a stroke is kept, being darker than the line.
     """
     if min(level.shape) < SEARCH_MIN_PX:
-        return level
+        return level, 0.0
     across, down = _lines_across(level), _lines_across(level.T)
     if across is None and down is None:
-        return level
-    cutoff = np.maximum(across if across is not None else 0.0, down.T if down is not None else 0.0)
-    return np.where(level <= cutoff, 0.0, level).astype(level.dtype)
+        return level, 0.0
+    cutoff = np.maximum(across.cutoff if across else 0.0, down.cutoff.T if down else 0.0)
+    # a line running down the picture turned clockwise leans the other way in the transposed one
+    turns = [(lines.crossing, sign * lines.tilt) for lines, sign in ((across, 1.0), (down, -1.0)) if lines]
+    crossing, turn = max(turns, key=lambda found: found[0])  # the direction with more lines; across on a tie
+    if crossing < LINES_TURN or not _clean_between(level, cutoff):
+        turn = 0.0
+    return np.where(level <= cutoff, 0.0, level).astype(level.dtype), turn
 
 
-def _lines_across(level: np.ndarray) -> np.ndarray | None:
+def _clean_between(level: np.ndarray, cutoff: np.ndarray) -> bool:
+    """Whether the paper between the lines erased up to ``cutoff`` is clean along the picture's frame
+    (where the digit seldom is): under LINES_CLEAN of its pixels there faint ink."""
+    band = max(2, round(LINES_FRAME * min(level.shape)))
+    frame = np.ones(level.shape, bool)
+    frame[band:-band, band:-band] = False
+    between = frame & (cutoff == 0)
+    return bool(np.count_nonzero(between & (level > PAPER_LINE_VISIBLE)) < LINES_CLEAN * np.count_nonzero(between))
+
+
+class _Lines(NamedTuple):
+    cutoff: np.ndarray  # per pixel, the level up to which it is erased as a line (0 off the lines)
+    tilt: float  # the lines' tilt: degrees clockwise, as _sheared_rows shears
+    crossing: int  # how many of the lines erased cross the picture
+
+
+def _lines_across(level: np.ndarray) -> _Lines | None:
     """Where faint straight lines run left to right (within ``PAPER_LINE_TILT``, ``PAPER_LINE_FIRST``
-    first): the level up to which each pixel is erased as a line (0 off the lines), or None when
-    there are none.
+    first), or None when there are none.
 
     Each tilt (in steps of half a degree) shears the image so such a line becomes one row: a row
     whose pixels are ink over at least ``PAPER_LINE_SPAN`` of its length is a line, at the tilt that
@@ -425,6 +458,7 @@ def _lines_across(level: np.ndarray) -> np.ndarray | None:
     lined = any(crossing and alone and core <= PAPER_LINE_FAINT for _, _, core, crossing, alone in runs)
     page_of_lines = _evenly_spaced([int(first) for first, _, _, crossing, _ in runs if crossing])
     cutoff = np.zeros(lines.size, np.float32)  # erase up to this level, per sheared row
+    erased_crossing = 0
     for first, end, core, crossing, alone in runs:
         if not alone:
             continue  # the faint edge of a stroke
@@ -438,7 +472,8 @@ def _lines_across(level: np.ndarray) -> np.ndarray | None:
             continue  # a stroke of the digit crossing a close crop: full ink
         around = slice(max(first - 1, 0), end + 1)  # and the anti-aliased rows either side
         cutoff[around] = np.maximum(cutoff[around], line_cutoff)
-    return cutoff[rows]
+        erased_crossing += crossing
+    return _Lines(cutoff[rows], best_tilt, erased_crossing)
 
 
 def _sheared_rows(ys: np.ndarray, xs: np.ndarray, h: int, w: int, degrees: float) -> tuple[np.ndarray, ...]:

@@ -102,7 +102,12 @@ def _normalize_grey(grey: np.ndarray, light_ink: bool, even_light: bool) -> _Rea
     if ink - floor < MIN_CONTRAST:
         raise InputError(f"no digit found: the image is blank (contrast {max(0.0, ink - floor):.0f} of 255)")
     level = clutter.erase_faint_blobs(np.clip((grey - floor) / (ink - floor), 0.0, 1.0))
-    level = clutter.erase_printed_box(clutter.erase_paper_lines(level))
+    level, lines_turn = clutter.erase_paper_lines(level)
+    if abs(lines_turn) >= clutter.PAGE_TURN:
+        # The digit was written along the page's lines: turned with them, it reads as a digit turned
+        # that much (a ruled page turned 30 degrees read 88 %). It is turned back, the room it needs paper.
+        level = clutter.turned(level, lines_turn)
+    level = clutter.erase_printed_box(level)
     # The ink's box: strong ink decides where the digit is (faint specks are ignored; dust far from
     # it, a pen lying beside it, an outline drawn round it and a line drawn under it left out), then
     # the faint anti-aliased edge right around it is kept so a clean digit is cropped exactly.
@@ -114,8 +119,8 @@ def _normalize_grey(grey: np.ndarray, light_ink: bool, even_light: bool) -> _Rea
     rows, cols = np.flatnonzero(strong.any(1)), np.flatnonzero(strong.any(0))
     if rows.size == 0:
         raise InputError("no digit found: no ink stands out from the background")
+    ink_on_frame = rows[0] == 0 or cols[0] == 0 or rows[-1] == level.shape[0] - 1 or cols[-1] == level.shape[1] - 1
     height, width = grey.shape
-    ink_on_frame = rows[0] == 0 or cols[0] == 0 or rows[-1] == height - 1 or cols[-1] == width - 1
     ink_h, ink_w = rows[-1] - rows[0] + 1, cols[-1] - cols[0] + 1
     extent = max(ink_h / height, ink_w / width)  # along its longer axis, relative to the image's side
     if extent < MIN_INK_FRACTION or (max(ink_h, ink_w) < MIN_INK_PX and extent < SMALL_INK_FRACTION):

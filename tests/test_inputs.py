@@ -290,32 +290,117 @@ def test_a_close_crop_of_a_bold_one_stays_dark_ink() -> None:
 def test_ruled_and_squared_paper_read_as_plain_paper() -> None:
     # given a digit on a notebook's light blue lines (level, turned 4 degrees, grey, squared and
     # turned), and on grey lines turned 10 or 30 degrees or squared and turned 12 or 25 (a page
-    # photographed askew): the lines cross the whole photo, so they used to be cropped and scaled
-    # with the digit (those turned 30 and 25 until the search went past 15 degrees)
-    rulings = [
-        (ruled(60), (150, 185, 230)),
-        (ruled(60, tilt=4), (150, 185, 230)),
-        (ruled(55, tilt=-1), (120, 120, 120)),
-        (ruled(25, width=1, tilt=-3, squared=True), (150, 185, 230)),
-        (ruled(60, tilt=10), (120, 120, 120)),
-        (ruled(25, width=1, tilt=-12, squared=True), (120, 120, 120)),
-        (ruled(60, tilt=-30), (120, 120, 120)),
-        (ruled(25, width=1, tilt=25, squared=True), (120, 120, 120)),
+    # photographed askew, the digit written along its lines turned with them): the lines cross the
+    # whole photo, so they used to be cropped and scaled with the digit (those turned 30 and 25
+    # until the search went past 15 degrees)
+    rulings = [  # the lines, their colour, their tilt (clockwise)
+        (ruled(60), (150, 185, 230), 0.0),
+        (ruled(60, tilt=4), (150, 185, 230), 4.0),
+        (ruled(55, tilt=-1), (120, 120, 120), -1.0),
+        (ruled(25, width=1, tilt=-3, squared=True), (150, 185, 230), -3.0),
+        (ruled(60, tilt=10), (120, 120, 120), 10.0),
+        (ruled(25, width=1, tilt=-12, squared=True), (120, 120, 120), -12.0),
+        (ruled(60, tilt=-30), (120, 120, 120), -30.0),
+        (ruled(25, width=1, tilt=25, squared=True), (120, 120, 120), 25.0),
     ]
     for digit in (2, 5, 8):
         ink = draw_digit(digit, np.random.default_rng(digit))
         plain = inputs.decode(encode(photograph(ink, np.random.default_rng(digit), size=(400, 300))))
-        for ruling, line in rulings:
-            photo = photograph(ink, np.random.default_rng(digit), size=(400, 300), ruling=ruling, line=line)
+        for ruling, line, tilt in rulings:
+            written = ink.rotate(-tilt, Image.Resampling.BICUBIC) if abs(tilt) >= clutter.PAGE_TURN else ink
+            photo = photograph(written, np.random.default_rng(digit), size=(400, 300), ruling=ruling, line=line)
             # then it reads as the same digit does on plain paper: no line left in it
-            assert similarity(inputs.decode(encode(photo)), plain) > 0.85, (digit, line)
+            assert similarity(inputs.decode(encode(photo)), plain) > 0.85, (digit, line, tilt)
     # and an empty ruled page is blank paper, not a digit made of lines (an empty squared page turned
     # 25 degrees is not yet: specks of its lines are left in a corner, bench/README)
-    for ruling, line in rulings[:-1]:
+    for ruling, line, _ in rulings[:-1]:
         page = Image.new("L", (112, 112))
         empty = photograph(page, np.random.default_rng(0), size=(400, 300), ruling=ruling, line=line)
         with pytest.raises(InputError, match="no digit found"):
             inputs.decode(encode(empty))
+
+
+def test_a_digit_written_on_turned_lines_is_read_level_with_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    # given a digit written along a page's lines, the page photographed turned 12-40 degrees either
+    # way: ruled, squared, and ruled down the page (upright lines, a notebook held sideways)
+    pages = [(ruled(60, tilt=tilt), tilt) for tilt in (12.0, -20.0, 30.0, -40.0)]
+    pages += [(ruled(25, width=1, tilt=-25.0, squared=True), -25.0), (ruled(60, tilt=90.0 + 20.0), 20.0)]
+    misread_unturned = 0
+    for digit in (2, 4, 7):
+        ink = draw_digit(digit, np.random.default_rng(digit))
+        plain = inputs.decode(encode(photograph(ink, np.random.default_rng(digit), size=(400, 300))))
+        for ruling, tilt in pages:
+            written = ink.rotate(-tilt, Image.Resampling.BICUBIC)  # ruled() turns its lines clockwise
+            photo = photograph(written, np.random.default_rng(digit), size=(400, 300), ruling=ruling, line=(120,) * 3)
+            # then it reads as on plain paper, level: turned back by its lines' turn
+            assert similarity(inputs.decode(encode(photo)), plain) > 0.9, (digit, tilt)
+            with monkeypatch.context() as m:
+                m.setattr(clutter, "PAGE_TURN", np.inf)
+                misread_unturned += similarity(inputs.decode(encode(photo)), plain) < 0.75
+    # where, read as it lies, the digit was turned with its lines: far from the level one in most
+    assert misread_unturned >= 12, misread_unturned
+
+
+def one_line(tilt: float) -> Callable[[np.random.Generator, int, int], np.ndarray]:
+    """A single straight line 2 px wide, a fifth of the way down, turned ``tilt`` degrees clockwise
+    (a fold, a table's edge), for ``photograph(ruling=…)``."""
+
+    def line(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+        yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+        a = np.radians(tilt)
+        return np.clip(1.5 - np.abs((yy - h / 5) * np.cos(a) - (xx - w / 2) * np.sin(a)), 0, 1)
+
+    return line
+
+
+def test_lines_turned_a_little_or_one_line_leave_the_digit_as_it_lies(monkeypatch: pytest.MonkeyPatch) -> None:
+    # given a digit level on ruled and squared paper turned 6 degrees (less than PAGE_TURN), and
+    # below a single faint line turned 20 degrees (a fold, a table's edge): no page turned with it
+    erase_paper_lines, turns = clutter.erase_paper_lines, []
+
+    def measured(level: np.ndarray) -> tuple[np.ndarray, float]:
+        erased = erase_paper_lines(level)
+        turns.append(erased[1])
+        return erased
+
+    for digit in (3, 6):
+        ink = draw_digit(digit, np.random.default_rng(digit))
+        plain = inputs.decode(encode(photograph(ink, np.random.default_rng(digit), size=(400, 300))))
+        for ruling, turn in (
+            (ruled(60, tilt=6.0), 6.0),
+            (ruled(60, tilt=-6.0, squared=True), -6.0),
+            (one_line(20.0), 0),
+        ):
+            photo = encode(photograph(ink, np.random.default_rng(digit), size=(400, 300), ruling=ruling))
+            with monkeypatch.context() as m:
+                m.setattr(clutter, "PAGE_TURN", np.inf)
+                unturned = inputs.decode(photo)
+            turns.clear()
+            with monkeypatch.context() as m:
+                m.setattr(clutter, "erase_paper_lines", measured)
+                read = inputs.decode(photo)
+            # then the lines' turn is measured (the single line's is not a page's), the lines erased,
+            # and the digit read byte for byte as with the turn-back off
+            assert turns and all(t == pytest.approx(turn, abs=1.0) for t in turns), (digit, turn, turns)
+            assert similarity(read, plain) > 0.85, (digit, turn)
+            assert np.array_equal(read, unturned), (digit, turn)
+
+
+def test_lines_on_textured_paper_do_not_turn_the_picture() -> None:
+    # given faint lines turned 20 degrees (at a third of the ink) on clean paper, and the same lines
+    # on paper a tenth covered in fainter dots (a dithered scan's texture, whose dots can line up
+    # into lines by chance)
+    h, w = 300, 400
+    lines = ruled(60, tilt=20.0)(np.random.default_rng(0), h, w) * 0.35
+    dots = np.where(np.random.default_rng(1).random((h, w)) < 0.1, 0.12, 0.0)
+    on_clean, on_texture = (np.maximum(lines, paper).astype(np.float32) for paper in (0.0, dots))
+    # then the clean page's lines turn it back by their tilt; the textured one's are erased too, but
+    # it is not turned (the paper between its lines is not clean)
+    assert clutter.erase_paper_lines(on_clean)[1] == pytest.approx(20.0, abs=1.0)
+    erased, turn = clutter.erase_paper_lines(on_texture)
+    assert turn == 0.0
+    far = ruled(60, width=10, tilt=20.0)(np.random.default_rng(0), h, w) == 0  # 5 px or more from a line
+    assert erased[lines > 0.3].max() == 0.0 and np.array_equal(erased[far], on_texture[far])
 
 
 def test_a_close_crop_of_a_seven_keeps_the_bar_that_crosses_it(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -325,7 +410,7 @@ def test_a_close_crop_of_a_seven_keeps_the_bar_that_crosses_it(monkeypatch: pyte
         photo = photograph(draw_digit(7, np.random.default_rng(seed), width=0.05), np.random.default_rng(seed))
         crop = close_crop(photo)
         with monkeypatch.context() as m:
-            m.setattr(clutter, "erase_paper_lines", lambda level: level)
+            m.setattr(clutter, "erase_paper_lines", lambda level: (level, 0.0))
             unsearched = digitcloud.photo.normalize_grey(crop)
             m.setattr(clutter, "erase_paper_lines", erase_paper_lines)
             m.setattr(clutter, "PAPER_LINE_FAINT", 1.0)
