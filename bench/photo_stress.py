@@ -121,6 +121,9 @@ CONDITIONS: dict[str, dict[str, Any]] = {
     "ruled paper, turned 40 degrees, the digit with it": plain(
         ruling={"spacing": 0.8, "tilt": -40.0}, along_lines=True
     ),
+    "ruled paper 1.3 digits apart, turned 30 degrees, the digit with it": plain(
+        ruling={"spacing": 1.3, "tilt": 30.0}, along_lines=True
+    ),
     "squared paper, turned 25 degrees, the digit with it": plain(
         ruling={"spacing": 0.3, "squared": True, "tilt": -25.0}, along_lines=True
     ),

@@ -55,12 +55,15 @@ PAGE_EDGE = 0.02
 PAGE_SIDE = 0.1
 PAGE_MIN_PX = 64
 # A page turned PAGE_TURN degrees or more is turned level first: its digit was written level with it.
-# So is a ruled or squared page whose lines are turned so: LINES_TURN or more of them crossing the
-# picture, the paper between them clean along the frame (under LINES_CLEAN of it faint ink, in a band
-# LINES_FRAME of the shorter side deep: a notebook's measured 3 % at most; a dithered scan's texture,
-# whose dots line up into lines by chance, 7-30 %).
+# So is a ruled or squared page whose lines are turned so, in a picture PAGE_MIN_PX a side or more
+# (a thumbnail's "lines" were a small scan's dither as often): one line at least crossing the
+# picture (a notebook's lines, 1.3 digits apart, often leave one) and pen-thin, LINES_THIN rows at
+# most once widened (notebook photos 6-10, blurred or shaken; a shadow's soft edge 36), and the
+# paper between the lines clean along the frame (under LINES_CLEAN of it faint ink, in a band
+# LINES_FRAME of the shorter side deep: a notebook's measured 3 % at most; a dithered scan's
+# texture, whose dots line up into lines by chance, 7-30 %).
 PAGE_TURN = 10.0
-LINES_TURN, LINES_CLEAN, LINES_FRAME = 2, 0.05, 0.05
+LINES_THIN, LINES_CLEAN, LINES_FRAME = 16, 0.05, 0.05
 # A printed box around the digit (a form's cell): lines BOX_BAND of the box's size deep at most,
 # over BOX_SIDE of each of its four sides, turned BOX_TILT degrees at most (see erase_printed_box);
 # a box turned more, up to BOX_TURN degrees, is looked for in the picture turned square when the
@@ -367,7 +370,8 @@ def erase_faint_blobs(level: np.ndarray) -> np.ndarray:
 def erase_paper_lines(level: np.ndarray) -> tuple[np.ndarray, float]:
     """``level`` (ink 0..1, paper 0) with the lines of ruled or squared paper taken out, and the
     page's turn those lines show (degrees, as ``Image.rotate`` turns it back; 0.0 when they are no
-    page's: fewer than LINES_TURN cross the picture, or faint ink lies between them, ``_clean_between``).
+    page's: a picture under PAGE_MIN_PX, no thin line erased crossing it, or faint ink between the
+    lines, ``_clean_between``).
 
     A notebook's light blue lines stand out from the paper by a third of the ink's contrast or
     less, and they cross the whole photo; kept, they are cropped and scaled with the digit. Both
@@ -382,8 +386,8 @@ def erase_paper_lines(level: np.ndarray) -> tuple[np.ndarray, float]:
     cutoff = np.maximum(across.cutoff if across else 0.0, down.cutoff.T if down else 0.0)
     # a line running down the picture turned clockwise leans the other way in the transposed one
     turns = [(lines.crossing, sign * lines.tilt) for lines, sign in ((across, 1.0), (down, -1.0)) if lines]
-    crossing, turn = max(turns, key=lambda found: found[0])  # the direction with more lines; across on a tie
-    if crossing < LINES_TURN or not _clean_between(level, cutoff):
+    crossing, turn = max(turns, key=lambda found: found[0])  # the direction more lines cross; across on a tie
+    if not crossing or min(level.shape) < PAGE_MIN_PX or not _clean_between(level, cutoff):
         turn = 0.0
     return np.where(level <= cutoff, 0.0, level).astype(level.dtype), turn
 
@@ -401,7 +405,7 @@ def _clean_between(level: np.ndarray, cutoff: np.ndarray) -> bool:
 class _Lines(NamedTuple):
     cutoff: np.ndarray  # per pixel, the level up to which it is erased as a line (0 off the lines)
     tilt: float  # the lines' tilt: degrees clockwise, as _sheared_rows shears
-    crossing: int  # how many of the lines erased cross the picture
+    crossing: int  # how many of the lines erased cross the picture and are LINES_THIN rows or thinner
 
 
 def _lines_across(level: np.ndarray) -> _Lines | None:
@@ -472,7 +476,7 @@ def _lines_across(level: np.ndarray) -> _Lines | None:
             continue  # a stroke of the digit crossing a close crop: full ink
         around = slice(max(first - 1, 0), end + 1)  # and the anti-aliased rows either side
         cutoff[around] = np.maximum(cutoff[around], line_cutoff)
-        erased_crossing += crossing
+        erased_crossing += int(crossing and end - first <= LINES_THIN)
     return _Lines(cutoff[rows], best_tilt, erased_crossing)
 
 

@@ -320,11 +320,26 @@ def test_ruled_and_squared_paper_read_as_plain_paper() -> None:
             inputs.decode(encode(empty))
 
 
+def one_line(tilt: float, width: float = 2.0) -> Callable[[np.random.Generator, int, int], np.ndarray]:
+    """A single straight line ``width`` px wide through the middle of the top fifth, turned ``tilt``
+    degrees clockwise: the one line of a notebook's that a close photo may show, for
+    ``photograph(ruling=…)``."""
+
+    def line(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+        yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+        a = np.radians(tilt)
+        return np.clip(width / 2 + 0.5 - np.abs((yy - h / 5) * np.cos(a) - (xx - w / 2) * np.sin(a)), 0, 1)
+
+    return line
+
+
 def test_a_digit_written_on_turned_lines_is_read_level_with_them(monkeypatch: pytest.MonkeyPatch) -> None:
     # given a digit written along a page's lines, the page photographed turned 12-40 degrees either
-    # way: ruled, squared, and ruled down the page (upright lines, a notebook held sideways)
+    # way: ruled, squared, ruled down the page (upright lines, a notebook held sideways), and one
+    # line of a notebook only crossing the photo (its lines 1.3 digits apart leave one in many)
     pages = [(ruled(60, tilt=tilt), tilt) for tilt in (12.0, -20.0, 30.0, -40.0)]
     pages += [(ruled(25, width=1, tilt=-25.0, squared=True), -25.0), (ruled(60, tilt=90.0 + 20.0), 20.0)]
+    pages += [(one_line(25.0), 25.0)]
     misread_unturned = 0
     for digit in (2, 4, 7):
         ink = draw_digit(digit, np.random.default_rng(digit))
@@ -338,24 +353,11 @@ def test_a_digit_written_on_turned_lines_is_read_level_with_them(monkeypatch: py
                 m.setattr(clutter, "PAGE_TURN", np.inf)
                 misread_unturned += similarity(inputs.decode(encode(photo)), plain) < 0.75
     # where, read as it lies, the digit was turned with its lines: far from the level one in most
-    assert misread_unturned >= 12, misread_unturned
+    assert misread_unturned >= 18, misread_unturned
 
 
-def one_line(tilt: float) -> Callable[[np.random.Generator, int, int], np.ndarray]:
-    """A single straight line 2 px wide, a fifth of the way down, turned ``tilt`` degrees clockwise
-    (a fold, a table's edge), for ``photograph(ruling=…)``."""
-
-    def line(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
-        yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-        a = np.radians(tilt)
-        return np.clip(1.5 - np.abs((yy - h / 5) * np.cos(a) - (xx - w / 2) * np.sin(a)), 0, 1)
-
-    return line
-
-
-def test_lines_turned_a_little_or_one_line_leave_the_digit_as_it_lies(monkeypatch: pytest.MonkeyPatch) -> None:
-    # given a digit level on ruled and squared paper turned 6 degrees (less than PAGE_TURN), and
-    # below a single faint line turned 20 degrees (a fold, a table's edge): no page turned with it
+def test_lines_turned_less_than_page_turn_leave_the_digit_as_it_lies(monkeypatch: pytest.MonkeyPatch) -> None:
+    # given a digit level on ruled and squared paper turned 6 degrees either way (less than PAGE_TURN)
     erase_paper_lines, turns = clutter.erase_paper_lines, []
 
     def measured(level: np.ndarray) -> tuple[np.ndarray, float]:
@@ -366,11 +368,7 @@ def test_lines_turned_a_little_or_one_line_leave_the_digit_as_it_lies(monkeypatc
     for digit in (3, 6):
         ink = draw_digit(digit, np.random.default_rng(digit))
         plain = inputs.decode(encode(photograph(ink, np.random.default_rng(digit), size=(400, 300))))
-        for ruling, turn in (
-            (ruled(60, tilt=6.0), 6.0),
-            (ruled(60, tilt=-6.0, squared=True), -6.0),
-            (one_line(20.0), 0),
-        ):
+        for ruling, turn in ((ruled(60, tilt=6.0), 6.0), (ruled(60, tilt=-6.0, squared=True), -6.0)):
             photo = encode(photograph(ink, np.random.default_rng(digit), size=(400, 300), ruling=ruling))
             with monkeypatch.context() as m:
                 m.setattr(clutter, "PAGE_TURN", np.inf)
@@ -379,8 +377,8 @@ def test_lines_turned_a_little_or_one_line_leave_the_digit_as_it_lies(monkeypatc
             with monkeypatch.context() as m:
                 m.setattr(clutter, "erase_paper_lines", measured)
                 read = inputs.decode(photo)
-            # then the lines' turn is measured (the single line's is not a page's), the lines erased,
-            # and the digit read byte for byte as with the turn-back off
+            # then the lines' turn is measured, the lines erased, and the digit read byte for byte
+            # as with the turn-back off
             assert turns and all(t == pytest.approx(turn, abs=1.0) for t in turns), (digit, turn, turns)
             assert similarity(read, plain) > 0.85, (digit, turn)
             assert np.array_equal(read, unturned), (digit, turn)
@@ -401,6 +399,19 @@ def test_lines_on_textured_paper_do_not_turn_the_picture() -> None:
     assert turn == 0.0
     far = ruled(60, width=10, tilt=20.0)(np.random.default_rng(0), h, w) == 0  # 5 px or more from a line
     assert erased[lines > 0.3].max() == 0.0 and np.array_equal(erased[far], on_texture[far])
+
+
+def test_a_wide_faint_band_or_a_thumbnail_does_not_turn_the_picture() -> None:
+    # given a faint line 2 px wide crossing the picture at 28 degrees, a band 30 px wide at the same
+    # angle (a shadow's soft edge, once the light is flattened), and the line in a 60x60 thumbnail
+    line, band = (one_line(28.0, width)(np.random.default_rng(0), 300, 400) * 0.3 for width in (2.0, 30.0))
+    thumbnail = one_line(28.0)(np.random.default_rng(0), 60, 60) * 0.3
+    # then the line turns it back by its angle; the band is erased, and the thumbnail's line, but
+    # neither turns it (a band is no printed line; a thumbnail's "lines" were a small scan's dither)
+    assert clutter.erase_paper_lines(line.astype(np.float32))[1] == pytest.approx(28.0, abs=1.0)
+    for picture in (band, thumbnail):
+        erased, turn = clutter.erase_paper_lines(picture.astype(np.float32))
+        assert turn == 0.0 and erased.max() == 0.0, picture.shape
 
 
 def test_a_close_crop_of_a_seven_keeps_the_bar_that_crosses_it(monkeypatch: pytest.MonkeyPatch) -> None:
