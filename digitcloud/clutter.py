@@ -56,12 +56,12 @@ PAGE_SIDE = 0.1
 PAGE_MIN_PX = 64
 # A page turned PAGE_TURN degrees or more is turned level first: its digit was written level with it.
 # So is a ruled or squared page whose lines are turned so, in a picture PAGE_MIN_PX a side or more
-# (a thumbnail's "lines" were a small scan's dither as often): one line at least crossing the
-# picture (a notebook's lines, 1.3 digits apart, often leave one) and pen-thin, LINES_THIN rows at
-# most once widened (notebook photos 6-10, blurred or shaken; a shadow's soft edge 36), and the
-# paper between the lines clean along the frame (under LINES_CLEAN of it faint ink, in a band
-# LINES_FRAME of the shorter side deep: a notebook's measured 3 % at most; a dithered scan's
-# texture, whose dots line up into lines by chance, 7-30 %).
+# (9 of the 10 scans turned by "lines" without that were small dithered ones): one line at least
+# crossing the picture (a notebook's lines, 1.3 digits apart, often leave one) and pen-thin,
+# LINES_THIN rows at most once widened (notebook photos 6-10, blurred or shaken; a shadow's soft
+# edge 36), and the paper between the lines clean along the frame (under LINES_CLEAN of it faint
+# ink, in a band LINES_FRAME of the shorter side deep: a notebook's measured 3 % at most; a
+# dithered scan's texture, whose dots line up into lines by chance, 7-30 %).
 PAGE_TURN = 10.0
 LINES_THIN, LINES_CLEAN, LINES_FRAME = 16, 0.05, 0.05
 # A printed box around the digit (a form's cell): lines BOX_BAND of the box's size deep at most,
