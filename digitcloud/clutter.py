@@ -279,12 +279,17 @@ def _page_turn(sides: list[tuple[float, float, float, float]]) -> float:
     either way; the median keeps the level they share)."""
     folded, lengths = [], []
     for x0, y0, x1, y1 in sides:
-        degrees = math.degrees(math.atan2(y1 - y0, x1 - x0))
-        folded.append((degrees + 45.0) % 90.0 - 45.0)
+        folded.append(_folded(math.degrees(math.atan2(y1 - y0, x1 - x0))))
         lengths.append(math.hypot(x1 - x0, y1 - y0))
     order = np.argsort(folded)
     weight = np.cumsum(np.asarray(lengths)[order])
     return folded[int(order[np.searchsorted(weight, weight[-1] / 2)])]
+
+
+def _folded(degrees: float) -> float:
+    """A side's direction ``degrees`` as a turn within 45 either way: folded onto the nearest of level
+    and upright, either way round (a rectangle's four sides give the same turn)."""
+    return (degrees + 45.0) % 90.0 - 45.0
 
 
 def _edge_width(
@@ -523,12 +528,12 @@ def erase_printed_box(level: np.ndarray) -> np.ndarray:
     where = Image.fromarray(np.arange(h * w, dtype=np.int32).reshape(h, w), mode="I")
     index = np.asarray(where.rotate(turn, Image.Resampling.NEAREST, expand=True, fillcolor=-1))
     inside = index >= 0
-    turned = np.where(inside, level.ravel()[np.maximum(index, 0)], 0.0).astype(level.dtype)
-    erased = _erase_square_box(turned)
-    if erased is turned:
+    squared = np.where(inside, level.ravel()[np.maximum(index, 0)], 0.0).astype(level.dtype)
+    erased = _erase_square_box(squared)
+    if erased is squared:
         return level
     gone = np.zeros(h * w, dtype=bool)
-    gone[index[inside & (erased != turned)]] = True
+    gone[index[inside & (erased != squared)]] = True
     return np.where(morphology.with_ring(gone.reshape(h, w)), 0.0, level).astype(level.dtype)
 
 
@@ -545,7 +550,7 @@ def _outline_turn(inked: np.ndarray) -> float | None:
         return None
     edges = np.roll(hull, -1, axis=0) - hull
     dx, dy = edges[np.argmax(np.hypot(edges[:, 0], edges[:, 1]))]
-    turn = (math.degrees(math.atan2(dy, dx)) + 45.0) % 90.0 - 45.0  # a side's angle, as the nearest of four
+    turn = _folded(math.degrees(math.atan2(dy, dx)))
     if not BOX_TILT < abs(turn) <= BOX_TURN:
         return None
     a, (x, y) = math.radians(turn), hull.T
