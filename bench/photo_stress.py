@@ -127,6 +127,20 @@ CONDITIONS: dict[str, dict[str, Any]] = {
     "squared paper, turned 25 degrees, the digit with it": plain(
         ruling={"spacing": 0.3, "squared": True, "tilt": -25.0}, along_lines=True
     ),
+    "ruled paper, noise 30": plain(ruling={"spacing": 0.8}, noise=30.0),
+    "ruled paper, vignette 0.6": plain(ruling={"spacing": 0.8}, vignette=0.6),
+    "ruled paper, shadow 0.4": plain(ruling={"spacing": 0.8}, shadow=0.4),
+    "ruled paper, blur 4": plain(ruling={"spacing": 0.8}, blur=4.0),
+    "ruled paper, JPEG quality 15": plain(ruling={"spacing": 0.8}, format="JPEG", quality=15),
+    "ruled paper, underexposed 0.35": plain(ruling={"spacing": 0.8}, exposure=0.35),
+    "squared paper, noise 30": plain(ruling={"spacing": 0.3, "squared": True}, noise=30.0),
+    "squared paper, vignette 0.6": plain(ruling={"spacing": 0.3, "squared": True}, vignette=0.6),
+    "ruled paper, turned 30 degrees, the digit with it, noise 30": plain(
+        ruling={"spacing": 0.8, "tilt": 30.0}, along_lines=True, noise=30.0
+    ),
+    "ruled paper, turned 30 degrees, the digit with it, vignette 0.6": plain(
+        ruling={"spacing": 0.8, "tilt": 30.0}, along_lines=True, vignette=0.6
+    ),
     "page on a dark desk": plain(desk={"desk": "dark wood"}),
     "page on a light wood desk, turned 5 degrees": plain(desk={"desk": "light wood", "turn": 5.0}),
     "page on a grey desk, turned -12 degrees": plain(desk={"desk": "grey", "turn": -12.0}),

@@ -101,8 +101,9 @@ def _normalize_grey(grey: np.ndarray, light_ink: bool, even_light: bool) -> _Rea
     ink = _ink_level(grey, floor)
     if ink - floor < MIN_CONTRAST:
         raise InputError(f"no digit found: the image is blank (contrast {max(0.0, ink - floor):.0f} of 255)")
-    level = clutter.erase_faint_blobs(np.clip((grey - floor) / (ink - floor), 0.0, 1.0))
-    level, lines_turn = clutter.erase_paper_lines(level)
+    unclipped = (grey - floor) / (ink - floor)
+    level = clutter.erase_faint_blobs(np.clip(unclipped, 0.0, 1.0))
+    level, lines_turn = clutter.erase_paper_lines(level, unclipped)
     if abs(lines_turn) >= clutter.PAGE_TURN:
         # The digit was written along the page's lines: turned with them, it reads as a digit turned
         # that much (a ruled page turned 30 degrees read 88 %). It is turned back, the room it needs paper.
