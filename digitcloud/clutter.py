@@ -387,7 +387,7 @@ def erase_paper_lines(level: np.ndarray, unclipped: np.ndarray | None = None) ->
     lines, ``_clean_between``). ``unclipped``: the same levels before they were clipped to 0..1 at
     the photo's noise floor, where lines as faint as the noise are looked for when that floor lies
     deeper than ``PAPER_LINE_VISIBLE`` under the paper (no deeper, pixels over it show a line as
-    well; the search then costs a third more on a turned page).
+    well, and the search costs what it did).
 
     A notebook's light blue lines stand out from the paper by a third of the ink's contrast or
     less, and they cross the whole photo; kept, they are cropped and scaled with the digit. Both
