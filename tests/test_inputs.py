@@ -435,8 +435,8 @@ def test_a_wide_faint_band_or_a_thumbnail_does_not_turn_the_picture() -> None:
 def test_ruled_paper_under_heavy_noise_reads_as_plain_paper(monkeypatch: pytest.MonkeyPatch) -> None:
     # given digits on a notebook's light blue lines photographed under heavy sensor noise (sigma 30
     # a channel, as bench/photo_stress.py's "noise 30"): lines level, and turned 30 degrees with
-    # the digit written along them. Half a line's pixels fall under the noise floor, so its row is
-    # not filled, and its noisiest pixels stand above twice its level
+    # the digit written along them. A third or more of a line's pixels fall under the noise floor,
+    # so its row is not filled, and its noisiest pixels stand above twice its level
     noisy: dict[str, Any] = {"size": (400, 300), "noise": 30.0, "blur": 0.5}
     misread_without = 0
     for digit in (2, 5, 8):
@@ -458,15 +458,15 @@ def test_ruled_paper_under_heavy_noise_reads_as_plain_paper(monkeypatch: pytest.
 
 def test_a_jpeg_echo_beside_a_faint_line_leaves_it_a_line() -> None:
     # given a faint line (a third of the ink) crossing the picture, and beside it, 4 px away, the
-    # fainter echo a coarse JPEG leaves at its 8 px block's edge over most of the row; and the faint
-    # edge of a stroke crossing the picture, the stroke beside it
+    # fainter echo a coarse JPEG leaves at its 8 px block's edge over most of the row; and, as before,
+    # the faint edge of a stroke crossing the picture with the stroke beside it
     level = np.zeros((200, 300), np.float32)
     level[60:62], level[65, :210] = 0.3, 0.1
     erased, _ = clutter.erase_paper_lines(level)
     stroke = np.zeros((200, 300), np.float32)
     stroke[60:62], stroke[62:70] = 0.3, 1.0
     kept, _ = clutter.erase_paper_lines(stroke)
-    # then the line is erased (the echo is fainter than the line), the stroke's edge kept
+    # then the line is erased (the echo is fainter than the line); the stroke and its edge are kept
     assert erased[60:62].max() == 0.0
     assert np.array_equal(kept, stroke)
     # and a photo where it was seen (a digit on ruled paper in even light, JPEG quality 15) reads as
