@@ -173,7 +173,7 @@ def crop_to_page(grey: np.ndarray, straighten: bool = True) -> np.ndarray | None
     ys, xs = np.nonzero(inner & light)
     coef = paper.fit_plane(ys, xs, grey[ys, xs], grey.shape)
     residual = grey[ys, xs] - paper.plane(coef, ys, xs, grey.shape)
-    noise = 1.4826 * float(np.median(np.abs(residual - np.median(residual))))
+    noise = paper.robust_deviation(residual)
     ys, xs = np.nonzero(~inner)
     rng = np.random.default_rng(0)  # the same photo gives the same digit
     grey[ys, xs] = paper.plane(coef, ys, xs, grey.shape) + rng.normal(0.0, noise, ys.size)
@@ -459,15 +459,15 @@ def _lines_across(level: np.ndarray, unclipped: np.ndarray | None) -> _Lines | N
     long, lines = full & (inside >= w // 2), full & (inside >= 4)  # the corners' short lines too
     rows = np.arange(h)[:, None] - shift[None, :] + int(shift.max())  # every pixel's sheared row
     ys, xs = np.nonzero(on)
-    by_row = np.argsort(rows[ys, xs], kind="stable")  # the inked pixels in sheared-row order
-    inked_row, inked_col, inked_level = rows[ys, xs][by_row], xs[by_row], level[ys, xs][by_row]
+    inked_row = rows[ys, xs]
+    by_row = np.argsort(inked_row, kind="stable")  # the inked pixels in sheared-row order
+    inked_row, inked_col, inked_level = inked_row[by_row], xs[by_row], level[ys, xs][by_row]
     edges = np.diff(np.concatenate([[0], lines.astype(np.int8), [0]]))
     runs = []  # each line: its sheared rows [first, end), its level and noise, crossing the image?, paper beside it?
     for first, end in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1), strict=True):
         near_first = max(int(first) - 3, 0)
-        at = np.searchsorted(
-            inked_row, np.array([near_first, first, end, end + 3])
-        )  # its pixels and 3 rows either side
+        # its pixels, and theirs with 3 rows either side
+        at = np.searchsorted(inked_row, np.array([near_first, first, end, end + 3]))
         inked = slice(at[1], at[2])
         # the line's level: its darkest pixel in each column, the median of those over its columns
         # (a digit lying along the line for part of its length does not move the median)
@@ -475,7 +475,7 @@ def _lines_across(level: np.ndarray, unclipped: np.ndarray | None) -> _Lines | N
         np.maximum.at(across, inked_col[inked], inked_level[inked])
         drawn = across[across > 0]
         core = float(np.median(drawn)) if drawn.size else 0.0
-        noise = 1.4826 * float(np.median(np.abs(drawn - core))) if drawn.size else 0.0
+        noise = paper.robust_deviation(drawn) if drawn.size else 0.0
         # paper on both sides: the rows beyond the line's are mostly blank (the edge of a stroke has
         # the stroke beside it). Beside a steady line (a printed one: its level's spread under a
         # quarter of it) only ink as strong as the line counts: a coarse JPEG's ringing at its block's
@@ -529,8 +529,7 @@ def _near_line(
         if unclipped is not None:
             mean = _mean_along(unclipped, direction, PAPER_LINE_ALONG)
             sample = mean[::2, ::2]  # a quarter of the pixels is plenty for the paper's median
-            middle = float(np.median(sample))
-            near |= mean > middle + max(4 * 1.4826 * float(np.median(np.abs(sample - middle))), PAPER_LINE_VISIBLE)
+            near |= mean > float(np.median(sample)) + max(paper.robust_deviation(sample, times=4), PAPER_LINE_VISIBLE)
         for _ in range(2):
             near[1:] |= near[:-1].copy()
             near[:-1] |= near[1:].copy()

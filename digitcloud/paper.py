@@ -39,6 +39,12 @@ def ink_is_light(grey: np.ndarray) -> bool:
     return (hi - paper) > (paper - lo)
 
 
+def robust_deviation(values: np.ndarray, times: float = 1.0) -> float:
+    """``times`` robust standard deviations of ``values``: 1.4826 times their median absolute
+    deviation, a normal noise's spread that the ink or lines among the values do not move."""
+    return times * 1.4826 * float(np.median(np.abs(values - np.median(values))))
+
+
 def frame_pixels(grey: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Row, column and value of every pixel on the image's outer frame."""
     h, w = grey.shape

@@ -97,7 +97,7 @@ def _normalize_grey(grey: np.ndarray, light_ink: bool, even_light: bool) -> _Rea
     grey = paper.flatten_paper(grey) if even_light else paper.flatten_uneven_paper(grey)
     _, _, frame = paper.frame_pixels(grey)
     # Paper texture and sensor noise: four robust standard deviations of the frame count as paper.
-    floor = max(0.0, 4 * 1.4826 * float(np.median(np.abs(frame - np.median(frame)))))
+    floor = paper.robust_deviation(frame, times=4)
     ink = _ink_level(grey, floor)
     if ink - floor < MIN_CONTRAST:
         raise InputError(f"no digit found: the image is blank (contrast {max(0.0, ink - floor):.0f} of 255)")
