@@ -77,31 +77,28 @@ def flatten_paper(grey: np.ndarray) -> np.ndarray:
     return (grey - plane(coef, yy, xx, grey.shape)).astype(np.float32)
 
 
-def _frame_unevenness(grey: np.ndarray) -> float:
+def _frame_unevenness(grey: np.ndarray, side_of_ink: float) -> float:
     """How far the light on the paper along the image's frame strays from a plane, in grey levels.
 
     Ink touching the frame (a close crop) must not count, and it lies on one side of the paper:
-    so, once for dark ink and once for light, the 30 % of frame pixels furthest to that side are
-    set aside, a plane is fitted to the rest, the remainder is median-smoothed along each side over
-    a tenth of its length (noise and strokes crossing it vanish), and its spread (2nd to 98th
-    percentile) over the pixels kept is measured; the smaller of the two is returned. Even light,
+    so the 30 % of frame pixels furthest to the ink's side (``side_of_ink`` 1.0: the darkest, for
+    dark ink; -1.0: the lightest) are set aside, a plane is fitted to the rest, the remainder is
+    median-smoothed along each side over a tenth of its length (noise and strokes crossing it
+    vanish), and its spread (2nd to 98th percentile) over the pixels kept is measured. Even light,
     a straight gradient included, gives a few grey levels; a vignette or a shadow across most of
     the page tens to over a hundred.
     """
     h, w = grey.shape
     ys, xs, values = frame_pixels(grey)
-    spreads = []
-    for side_of_ink in (1.0, -1.0):  # dark ink: the darkest 30 % set aside; light ink: the lightest
-        keep = side_of_ink * values >= np.percentile(side_of_ink * values, 30)
-        rest = values - plane(fit_plane(ys[keep], xs[keep], values[keep], grey.shape), ys, xs, grey.shape)
-        smooth = []
-        for side in np.split(rest, [w, 2 * w, 2 * w + h]):  # frame_pixels' order: top, bottom, left, right
-            r = max(1, side.size // 20)
-            windows = np.lib.stride_tricks.sliding_window_view(np.pad(side, r, mode="edge"), 2 * r + 1)
-            smooth.append(np.median(windows, axis=-1))
-        lo, hi = np.percentile(np.concatenate(smooth)[keep], [2, 98])
-        spreads.append(float(hi - lo))
-    return min(spreads)
+    keep = side_of_ink * values >= np.percentile(side_of_ink * values, 30)
+    rest = values - plane(fit_plane(ys[keep], xs[keep], values[keep], grey.shape), ys, xs, grey.shape)
+    smooth = []
+    for side in np.split(rest, [w, 2 * w, 2 * w + h]):  # frame_pixels' order: top, bottom, left, right
+        r = max(1, side.size // 20)
+        windows = np.lib.stride_tricks.sliding_window_view(np.pad(side, r, mode="edge"), 2 * r + 1)
+        smooth.append(np.median(windows, axis=-1))
+    lo, hi = np.percentile(np.concatenate(smooth)[keep], [2, 98])
+    return float(hi - lo)
 
 
 def to_grid(grey: np.ndarray) -> np.ndarray:
@@ -154,4 +151,7 @@ def flatten_uneven_paper(grey: np.ndarray) -> np.ndarray:
 
 
 def uneven_light(grey: np.ndarray) -> bool:
-    return min(grey.shape) >= 16 and _frame_unevenness(grey) > UNEVEN_LIGHT
+    """Whether the frame strays from a plane by over ``UNEVEN_LIGHT``, measured with either side's
+    ink set aside (``_frame_unevenness``). Asked after most readings, so it stops at the first
+    measure under that (dark ink's): an evenly lit photo pays for one."""
+    return min(grey.shape) >= 16 and all(_frame_unevenness(grey, side) > UNEVEN_LIGHT for side in (1.0, -1.0))

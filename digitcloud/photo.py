@@ -39,6 +39,10 @@ SIDE_INK = 0.1  # faint ink counts: a thin pen's strokes break up at the strong-
 # the ink's height tall ("17", "10"), or when two such narrow parts stand with no wide one ("11").
 # A 4's detached stem stands beside a body that ends at its bar.
 SIDE_ONE = 0.85
+# Under uneven light a local reading of dark ink replaces the plane's only when its ink's box is
+# under LOCAL_SIZE of the picture's shorter side: the local windows (30 % of that side) are then
+# wider than MNIST's boldest pen (21 % of the digit's size, its 95th percentile).
+LOCAL_SIZE = 0.9
 
 
 def normalize_grey(grey: np.ndarray) -> np.ndarray:
@@ -58,11 +62,17 @@ def normalize_grey(grey: np.ndarray) -> np.ndarray:
 
 def _read_paper(grey: np.ndarray) -> np.ndarray:
     """``normalize_grey`` of an image showing only paper and ink. The paper is first taken as one
-    level with a plane of light across it. Where the frame shows uneven light (a vignette, a shadow) and that
-    reading found no digit, or found light ink, none of it on the frame, that the local paper calls
-    dark (a lit patch of paper in a shadow, read as the digit), the paper is estimated locally
-    instead. Not for every photo: on close crops, with ink along the frame, the local estimate lost
-    digits the plane reads.
+    level with a plane of light across it. Where the frame shows uneven light (a vignette, a shadow),
+    the paper is estimated locally instead when that plane reading
+    - found no digit;
+    - or, the local paper calling the ink dark, found light ink, none of it on the frame (a lit
+      patch of paper in a shadow, read as the digit);
+    - or, the same, found dark ink: no plane follows a shadow's edge or a vignette, so the plane
+      left a band of "ink" along the edge, or cut a notebook's lines where the light changes and
+      left their pieces in the digit's box. The local reading is kept only when its ink's box is
+      under ``LOCAL_SIZE`` of the picture's shorter side: the local windows are 30 % of that side,
+      so a digit larger than it (a close crop) can have a pen as wide as a window, which the local
+      paper swallowed.
     """
     try:
         reading = _normalize_grey(grey, paper.ink_is_light(grey), even_light=True)
@@ -70,20 +80,27 @@ def _read_paper(grey: np.ndarray) -> np.ndarray:
         if not paper.uneven_light(grey):
             raise
         return _normalize_grey(grey, paper.ink_is_light_locally(grey), even_light=False).digit
-    if not reading.may_be_lit_paper or not paper.uneven_light(grey) or paper.ink_is_light_locally(grey):
+    if reading.passed_through or (reading.light_ink and reading.ink_on_frame):
+        return reading.digit
+    if not paper.uneven_light(grey) or paper.ink_is_light_locally(grey):
         return reading.digit
     try:  # the local paper calls the ink dark
-        return _normalize_grey(grey, light_ink=False, even_light=False).digit
+        local = _normalize_grey(grey, light_ink=False, even_light=False)
     except InputError:
         return reading.digit
+    if reading.light_ink or local.size < LOCAL_SIZE:
+        return local.digit
+    return reading.digit
 
 
 class _Reading(NamedTuple):
     digit: np.ndarray  # 28x28 uint8
-    # Read as light ink, none of it on the image's frame: under uneven light, maybe a lit patch of
-    # paper in a shadow. Dark ink is what almost every photo has, and a close crop (ink on the
-    # frame) can have a stroke wider than the local windows, its paper then the stroke: not doubted.
-    may_be_lit_paper: bool
+    light_ink: bool  # the polarity it was read with
+    passed_through: bool  # already MNIST-shaped: the digit as given
+    # Where its strong ink lies: touching the image's frame, and its box's longer side relative
+    # to the image's shorter side (a close crop: on the frame, 1 or more)
+    ink_on_frame: bool
+    size: float
 
 
 def _normalize_grey(grey: np.ndarray, light_ink: bool, even_light: bool) -> _Reading:
@@ -93,7 +110,7 @@ def _normalize_grey(grey: np.ndarray, light_ink: bool, even_light: bool) -> _Rea
     if grey.shape == (SIZE, SIZE):
         candidate = np.clip(np.rint(grey), 0, 255).astype(np.uint8)
         if is_mnist_shaped(candidate):
-            return _Reading(candidate, may_be_lit_paper=False)  # MNIST's own shape: a digit
+            return _Reading(candidate, light_ink, passed_through=True, ink_on_frame=True, size=1.0)
     grey = paper.flatten_paper(grey) if even_light else paper.flatten_uneven_paper(grey)
     _, _, frame = paper.frame_pixels(grey)
     # Paper texture and sensor noise: four robust standard deviations of the frame count as paper.
@@ -153,7 +170,9 @@ def _normalize_grey(grey: np.ndarray, light_ink: bool, even_light: bool) -> _Rea
     left = int(np.clip(round(14 - cx), 0, SIZE - new_w))
     out = np.zeros((SIZE, SIZE), dtype=np.float32)
     out[top : top + new_h, left : left + new_w] = patch
-    return _Reading(np.rint(out).astype(np.uint8), may_be_lit_paper=light_ink and not ink_on_frame)
+    digit = np.rint(out).astype(np.uint8)
+    size = max(ink_h, ink_w) / min(height, width)
+    return _Reading(digit, light_ink, passed_through=False, ink_on_frame=bool(ink_on_frame), size=size)
 
 
 def _ink_level(grey: np.ndarray, floor: float) -> float:

@@ -270,6 +270,55 @@ def test_a_lit_wedge_beside_a_shadowed_digit_is_paper_not_a_light_digit() -> Non
         assert similarity(*shots) > 0.85, digit
 
 
+def test_a_notebook_in_a_shadow_or_a_vignette_reads_as_in_even_light() -> None:
+    # given a notebook whose page lies in a 0.4 shadow from left of the digit on, its soft edge
+    # crossing the digit's box: one plane of paper read that edge as a band of ink beside the
+    # digit, with the lines' pieces cut where the light changes (similarity 0.32-0.61)
+    on_page = functools.partial(photograph, size=(400, 400), digit_height=0.5, offset=(0.5, 0.5))
+    for digit in (2, 3, 4, 5, 9):
+        ink = draw_digit(digit, np.random.default_rng(digit))
+        plain = inputs.decode(encode(on_page(ink, np.random.default_rng(digit))))
+        shaded = on_page(ink, np.random.default_rng(digit), ruling=ruled(160), lighting=shadow(0.4, 0.3))
+        # then it reads as the digit on plain paper in even light
+        assert similarity(inputs.decode(encode(shaded)), plain) > 0.9, digit
+    # given a notebook turned 30 degrees with its digit under a 0.6 vignette: the plane's paper
+    # faded its lines towards the corners until none was found, so the digit stayed turned (0.30-0.55)
+    for digit in (3, 4, 7):
+        ink = draw_digit(digit, np.random.default_rng(digit))
+        plain = inputs.decode(encode(photograph(ink, np.random.default_rng(digit), offset=(0.5, 0.5))))
+        turned = photograph(
+            ink.rotate(-30, Image.Resampling.BICUBIC),
+            np.random.default_rng(digit),
+            offset=(0.5, 0.5),
+            ruling=ruled(60, tilt=30),
+            lighting=vignette(0.6),
+        )
+        # then it is turned back and reads as the level digit on plain paper
+        assert similarity(inputs.decode(encode(turned)), plain) > 0.9, digit
+
+
+def test_a_close_crop_of_a_bold_one_in_uneven_light_keeps_its_plane_reading() -> None:
+    # given a bold "1" (a quarter of its size wide) in a strong light gradient, cut where its ink
+    # reaches 30 % of its darkest: the frame looks unevenly lit and the local paper calls the ink
+    # dark, but the local windows (30 % of the crop's 151 px side) are no wider than the stroke,
+    # and the local reading, its ink off the frame, kept only part of it (similarity 0.74)
+    for seed in (36, 44):
+        photo = photograph(
+            draw_digit(1, np.random.default_rng(seed), width=0.25),
+            np.random.default_rng(seed),
+            size=(400, 400),
+            digit_height=0.6,
+            light_gradient=0.4,
+        )
+        grey = np.asarray(photo.convert("L"), np.float32)
+        depth = np.median(digitcloud.paper.frame_pixels(grey)[2]) - grey
+        rows, cols = (np.flatnonzero((depth >= 0.3 * depth.max()).any(axis)) for axis in (1, 0))
+        crop = grey[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+        assert digitcloud.paper.uneven_light(crop) and not digitcloud.paper.ink_is_light_locally(crop)
+        # then it reads as the whole photo's "1": the digit is larger than the crop's shorter side
+        assert similarity(digitcloud.photo.normalize_grey(crop), inputs.normalize(photo)) > 0.9, seed
+
+
 def close_crop(photo: Image.Image) -> np.ndarray:
     """The photo's grey pixels cut right at its dark ink (grey under 128)."""
     grey = np.asarray(photo.convert("L"), np.float32)
