@@ -13,12 +13,12 @@ from PIL import Image
 
 from digitcloud import morphology
 
-# Uneven light: when the plane finds no digit and the paper along the frame strays from a plane
-# by more than UNEVEN_LIGHT grey levels (150 photo-set photos: at most 12; 0.6 vignettes 34-37,
-# shadows 66-121), the paper is estimated locally, on a grid PAPER_CELLS cells across the shorter
-# side, in windows PEN_WINDOW of that side (wider than any pen: MNIST's boldest is about a quarter
-# of a digit's width), and the flat-field gain is capped where the paper is darker than
-# DARKEST_PAPER.
+# Uneven light: when the paper along the frame strays from a plane by more than UNEVEN_LIGHT grey
+# levels (150 photo-set photos: at most 12; 0.6 vignettes 34-37, shadows 66-121) and the plane's
+# reading is in doubt (photo._read_paper), the paper is estimated locally, on a grid PAPER_CELLS
+# cells across the shorter side, in windows PEN_WINDOW of that side (wider than any pen: MNIST's
+# boldest is about a quarter of a digit's width), and the flat-field gain is capped where the
+# paper is darker than DARKEST_PAPER.
 UNEVEN_LIGHT = 32.0
 PAPER_CELLS = 48
 PEN_WINDOW = 0.3
