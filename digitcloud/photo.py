@@ -88,7 +88,7 @@ def _read_paper(grey: np.ndarray) -> np.ndarray:
         local = _normalize_grey(grey, light_ink=False, even_light=False)
     except InputError:
         return reading.digit
-    if reading.light_ink or local.size < LOCAL_SIZE:
+    if reading.light_ink or local.ink_size < LOCAL_SIZE:
         return local.digit
     return reading.digit
 
@@ -100,7 +100,7 @@ class _Reading(NamedTuple):
     # Where its strong ink lies: touching the image's frame, and its box's longer side relative
     # to the image's shorter side (a close crop: on the frame, 1 or more)
     ink_on_frame: bool
-    size: float
+    ink_size: float
 
 
 def _normalize_grey(grey: np.ndarray, light_ink: bool, even_light: bool) -> _Reading:
@@ -110,7 +110,7 @@ def _normalize_grey(grey: np.ndarray, light_ink: bool, even_light: bool) -> _Rea
     if grey.shape == (SIZE, SIZE):
         candidate = np.clip(np.rint(grey), 0, 255).astype(np.uint8)
         if is_mnist_shaped(candidate):
-            return _Reading(candidate, light_ink, passed_through=True, ink_on_frame=True, size=1.0)
+            return _Reading(candidate, light_ink, passed_through=True, ink_on_frame=True, ink_size=1.0)
     grey = paper.flatten_paper(grey) if even_light else paper.flatten_uneven_paper(grey)
     _, _, frame = paper.frame_pixels(grey)
     # Paper texture and sensor noise: four robust standard deviations of the frame count as paper.
@@ -171,8 +171,8 @@ def _normalize_grey(grey: np.ndarray, light_ink: bool, even_light: bool) -> _Rea
     out = np.zeros((SIZE, SIZE), dtype=np.float32)
     out[top : top + new_h, left : left + new_w] = patch
     digit = np.rint(out).astype(np.uint8)
-    size = max(ink_h, ink_w) / min(height, width)
-    return _Reading(digit, light_ink, passed_through=False, ink_on_frame=bool(ink_on_frame), size=size)
+    ink_size = max(ink_h, ink_w) / min(height, width)
+    return _Reading(digit, light_ink, passed_through=False, ink_on_frame=bool(ink_on_frame), ink_size=ink_size)
 
 
 def _ink_level(grey: np.ndarray, floor: float) -> float:
