@@ -5,9 +5,10 @@ A scanner's or a fax's black-and-white "photo" mode, or Pillow's own ``convert("
 paper then becomes white paper strewn with lone black pixels, and the recipe in ``photo`` reads
 them as ink all over the page: before this module, such scans of validation digits read 10 %
 (bench/README.md, the ``bench/scans.py`` section). A halftone is recognised by its dots, pixels of
-a colour none of their eight neighbours has, and blurred until the dots merge back into grey. A
-two-level picture with clean edges (a thresholded scan, a binarised MNIST digit, a digit drawn
-without anti-aliasing, even with a one-pixel pen) has next to none and is left as it is.
+a colour none of their eight neighbours has, and blurred until the dots merge back into grey; a dot
+the blur leaves apart on light paper is then taken for paper (``descreen``). A two-level picture
+with clean edges (a thresholded scan, a binarised MNIST digit, a digit drawn without anti-aliasing,
+even with a one-pixel pen) has next to none and is left as it is.
 
 Saved as JPEG or WebP, a halftone is no longer two levels: the dots blur a little and ring. It is
 still nearly two levels, and cut halfway between them it shows its dots again; such scans read 14 %
@@ -18,7 +19,7 @@ picture whose three channels are each nearly two-level is looked at in grey. num
 from __future__ import annotations
 
 import numpy as np
-from PIL import Image, ImageFilter
+from PIL import Image, ImageFilter, ImageStat
 
 # Dots (``lone_pixels``) over the rarer colour's pixels above which a two-level picture, or a nearly
 # two-level one cut halfway, is a halftone. Measured (bench/README.md, the ``bench/scans.py``
@@ -27,8 +28,16 @@ from PIL import Image, ImageFilter
 # as JPEG or WebP 0.16 and up.
 LONE_SHARE = 0.1
 # The blur that merges the dots, in the picture's own pixels: Floyd-Steinberg's dots lie a few pixels
-# apart whatever the picture's size.
-DESCREEN_SIGMA = 1.5
+# apart whatever the picture's size. It is kept small, as a digit scanned 14-29 px tall blurs with it;
+# the dots it leaves apart on light paper are taken out by PAPER_POINT instead.
+DESCREEN_SIGMA = 1.0
+# After the blur, every level past PAPER_POINT of the way from the ink's end to the paper's level
+# counts as paper; the paper's level is the mean of the picture's outer PAPER_FRAME (a halftone keeps
+# the mean of the greys it draws). A lone dot on near-white paper blurs to a speck 40 levels deep,
+# which the recipe in ``photo`` took for ink beside a small digit. Chosen on bench/scans.py's small
+# dithered scans (bench/README.md).
+PAPER_POINT = 0.85
+PAPER_FRAME = 0.1
 # A picture is nearly two-level when NEAR_SHARE of its pixels lie within NEAR_LEVELS of its darkest
 # or its lightest level (the 0.5th and 99.5th percentiles) and those are MIN_SPREAD or more apart.
 NEAR_LEVELS = 40
@@ -147,5 +156,30 @@ def lone_pixels(img: Image.Image, level: int, band_rows: int = BAND_ROWS) -> int
 
 
 def descreen(img: Image.Image) -> Image.Image:
-    """A halftone's grey levels: each pixel the Gaussian-weighted mean of the dots around it."""
-    return img.filter(ImageFilter.GaussianBlur(DESCREEN_SIGMA))
+    """A grey halftone's grey levels: each pixel the Gaussian-weighted mean of the dots around it,
+    and every level nearer the paper's than PAPER_POINT of the way from the far end (ink) the
+    paper's. Light or dark paper, whichever the picture's frame shows."""
+    blurred = img.filter(ImageFilter.GaussianBlur(DESCREEN_SIGMA))
+    paper = _frame_mean(img)
+    if paper >= 128:  # light paper: levels from 0 (ink) up to PAPER_POINT of the paper's, stretched to 255
+        point = max(1.0, PAPER_POINT * paper)
+        lut = [min(255, round(level * 255 / point)) for level in range(256)]
+    else:  # dark paper, light ink: the same from 255 down
+        point = max(1.0, PAPER_POINT * (255 - paper))
+        lut = [max(0, 255 - round((255 - level) * 255 / point)) for level in range(256)]
+    return blurred.point(lut)
+
+
+def _frame_mean(img: Image.Image) -> float:
+    """The mean grey of a grey picture's outer PAPER_FRAME (of its shorter side, at least a pixel)."""
+    width, height = img.size
+    band = max(1, round(PAPER_FRAME * min(width, height)))
+    strips = [(0, 0, width, band), (0, height - band, width, height)]  # top, bottom; then the sides between
+    if height > 2 * band:
+        strips += [(0, band, band, height - band), (width - band, band, width, height - band)]
+    total = count = 0.0
+    for box in strips:
+        stat = ImageStat.Stat(img.crop(box))
+        total += stat.sum[0]
+        count += stat.count[0]
+    return total / count
