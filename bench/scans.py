@@ -4,13 +4,13 @@
 
 Each of the last ``--n`` MNIST train digits (the validation tail no shipped model trains on) is
 drawn as dark ink on evenly lit paper (white to light grey), 100-1000 px, off-centre, with a
-scanner's faint noise, and written seven ways: an 8-bit grey PNG; black and white, thresholded (a
+scanner's faint noise, and written eight ways: an 8-bit grey PNG; black and white, thresholded (a
 1-bit TIFF, Group 4, as scanners and faxes write it); black and white, dithered (a 1-bit PNG from
 Pillow's ``convert("1")``, Floyd-Steinberg, as a scanner's black-and-white photo mode draws grey);
 the last two again at a low resolution, the digit 14-29 px tall; and the dithered scan saved
 lossily, as a JPEG and as a WebP (quality 60-95, half the JPEGs in colour, as some scanning apps
-write them; WebP always stores colour). Each file goes through
-``digitcloud.inputs.decode`` and the model. Printed: accuracy per kind, for each weights file.
+write them; WebP always stores colour); and dithered again on grey paper (levels 100-200). Each
+file goes through ``digitcloud.inputs.decode`` and the model. Printed: accuracy per kind, for each weights file.
 ``--no-descreen`` reads the dithered scans as the pipeline did before ``digitcloud.halftone``.
 Nothing is written to disk (the scans are MNIST-derived).
 """
@@ -38,6 +38,7 @@ KINDS = (
     "dithered, small",
     "dithered, as JPEG",
     "dithered, as WebP",
+    "dithered, on grey paper",
 )
 
 
@@ -80,6 +81,14 @@ def render(digit: np.ndarray, seed: int) -> dict[str, bytes]:
         buf = io.BytesIO()
         img.save(buf, fmt, **options)
         encoded[kind] = buf.getvalue()
+    # Grey paper (levels 100-200), dithered: drawn after the rest, so the scans above stay as they were
+    grey_paper = rng.uniform(100, 200)
+    page = np.full((h, w), grey_paper, dtype=np.float32)
+    page[y0 : y0 + side, x0 : x0 + side] -= (grey_paper - 20) * ink
+    page += rng.normal(0, 3, page.shape).astype(np.float32)
+    buf = io.BytesIO()
+    Image.fromarray(np.clip(page, 0, 255).astype(np.uint8)).convert("1").save(buf, "PNG")
+    encoded["dithered, on grey paper"] = buf.getvalue()
     return encoded
 
 
@@ -109,7 +118,7 @@ def main() -> None:
     from train.data import read_mnist_idx
 
     if args.no_descreen:
-        halftone.LONE_SHARE = math.inf  # the forked workers inherit it
+        halftone.LONE_SHARE = halftone.FRAME_MIX = math.inf  # the forked workers inherit them
 
     data = read_mnist_idx(args.data)
     digits, labels = data.images[-args.n :], data.labels[-args.n :]

@@ -6,8 +6,9 @@ paper then becomes white paper strewn with lone black pixels, and the recipe in 
 them as ink all over the page: before this module, such scans of validation digits read 10 %
 (bench/README.md, the ``bench/scans.py`` section). A halftone is recognised by its dots, pixels of
 a colour none of their eight neighbours has, and blurred until the dots merge back into grey; a dot
-the blur leaves apart on light paper is then taken for paper (``descreen``). A two-level picture
-with clean edges (a thresholded scan, a binarised MNIST digit, a digit drawn without anti-aliasing,
+the blur leaves apart on light paper is then taken for paper (``descreen``). Grey paper, a third to
+two thirds black, is drawn as dots touching at their corners; it is recognised by its frame. A
+two-level picture with clean edges (a thresholded scan, a binarised MNIST digit, a digit drawn without anti-aliasing,
 even with a one-pixel pen) has next to none and is left as it is.
 
 Saved as JPEG or WebP, a halftone is no longer two levels: the dots blur a little and ring. It is
@@ -31,6 +32,10 @@ LONE_SHARE = 0.1
 # apart whatever the picture's size. It is kept small, as a digit scanned 14-29 px tall blurs with it;
 # the dots it leaves apart on light paper are taken out by PAPER_POINT instead.
 DESCREEN_SIGMA = 1.0
+# Paper within MID_GREY of half grey is drawn as worms of dots, which a 1 px blur leaves as texture:
+# it is blurred MID_GREY_SIGMA px.
+MID_GREY = 0.1
+MID_GREY_SIGMA = 1.5
 # After the blur, every level past PAPER_POINT of the way from the ink's end to the paper's level
 # counts as paper; the paper's level is the mean of the picture's outer PAPER_FRAME (a halftone keeps
 # the mean of the greys it draws). A lone dot on near-white paper blurs to a speck 40 levels deep,
@@ -38,6 +43,13 @@ DESCREEN_SIGMA = 1.0
 # dithered scans (bench/README.md).
 PAPER_POINT = 0.85
 PAPER_FRAME = 0.1
+# Grey paper a third to two thirds black has no dots by ``lone_pixels``; it is a halftone when the
+# frame's outer FRAME_BAND px (at most PAPER_FRAME of the shorter side) hold its rarer colour at
+# FRAME_MIX of their pixels or more, and pixels touching none of their own colour side to side make
+# FRAME_ALONE of that colour or more (Floyd-Steinberg's greys 60-200: 0.46 and up).
+FRAME_BAND = 32
+FRAME_MIX = 0.15
+FRAME_ALONE = 0.3
 # A picture is nearly two-level when NEAR_SHARE of its pixels lie within NEAR_LEVELS of its darkest
 # or its lightest level (the 0.5th and 99.5th percentiles) and those are MIN_SPREAD or more apart.
 NEAR_LEVELS = 40
@@ -53,9 +65,10 @@ BAND_ROWS = 256  # rows looked at at once: a 50 MP scan is never held as one mor
 def grey_halftone(img: Image.Image) -> Image.Image | None:
     """``img`` in grey when it is a halftone, else None. Only a sample of it (``sample``) is looked
     at, unless that holds two grey levels: then a two-level grey (``L``) picture is a halftone when
-    its dots are over LONE_SHARE of its rarer colour. Other grey pictures, and colour (``RGB``) ones,
-    are when their sample is nearly two-level and, cut halfway, shows dots over LONE_SHARE of its
-    rarer colour; so are ``LA`` and ``RGBA`` ones whose sample is opaque (an editor's export)."""
+    its dots are over LONE_SHARE of its rarer colour, or its frame is grey paper drawn in dots. Other
+    grey pictures, and colour (``RGB``) ones, are when their sample is nearly two-level and, cut
+    halfway, shows dots over LONE_SHARE of its rarer colour (or a frame of grey paper drawn in dots);
+    so are ``LA`` and ``RGBA`` ones whose sample is opaque (an editor's export)."""
     if img.mode in ("LA", "RGBA"):
         seen = sample(img)
         if seen.getchannel("A").getextrema() != (255, 255):
@@ -113,11 +126,33 @@ def _levels(counts: list[int]) -> int:
 
 def _dotted(img: Image.Image, counts: list[int]) -> bool:
     """Whether a two-level grey picture (``counts``: its histogram) has dots over LONE_SHARE of its
-    rarer colour; False for a picture of one level."""
+    rarer colour, or a frame of grey paper drawn in dots (``_grey_paper_drawn``); False for a
+    picture of one level."""
     levels = [level for level, count in enumerate(counts) if count]
     if len(levels) != 2:
         return False
-    return lone_pixels(img, levels[0]) > LONE_SHARE * min(counts[levels[0]], counts[levels[1]])
+    if lone_pixels(img, levels[0]) > LONE_SHARE * min(counts[levels[0]], counts[levels[1]]):
+        return True
+    return _grey_paper_drawn(img, levels[0])
+
+
+def _grey_paper_drawn(img: Image.Image, level: int) -> bool:
+    """Whether the picture's frame (its outer FRAME_BAND) is paper drawn in dots of both colours,
+    a third to two thirds black: Floyd-Steinberg then draws dots that touch at their corners, no
+    dots by ``lone_pixels``, but most touch none of their own colour side to side."""
+    rarer = alone = total = 0
+    for box in _frame_boxes(img.size, FRAME_BAND):
+        mask = np.asarray(img.crop(box)) == level
+        padded = np.pad(mask, 1, mode="edge")
+        same = np.zeros_like(mask)
+        for dy, dx in ((0, 1), (2, 1), (1, 0), (1, 2)):
+            same |= padded[dy : dy + mask.shape[0], dx : dx + mask.shape[1]] == mask
+        marked = int(mask.sum())
+        total += mask.size
+        rarer += marked
+        alone += int((~same).sum())
+    rarer = min(rarer, total - rarer)
+    return rarer >= FRAME_MIX * total and alone >= FRAME_ALONE * rarer
 
 
 def _halfway(counts: list[int]) -> int | None:
@@ -158,13 +193,18 @@ def lone_pixels(img: Image.Image, level: int, band_rows: int = BAND_ROWS) -> int
 def descreen(img: Image.Image) -> Image.Image:
     """A grey halftone's grey levels: each pixel the Gaussian-weighted mean of the dots around it,
     and every level nearer the paper's than PAPER_POINT of the way from the far end (ink) the
-    paper's. Light or dark paper, whichever the picture's frame shows."""
-    blurred = img.filter(ImageFilter.GaussianBlur(DESCREEN_SIGMA))
+    paper's. The ink is the blur's extreme (0.05th or 99.95th percentile) further from the paper's
+    level, the level of the picture's frame."""
     paper = _frame_mean(img)
-    if paper >= 128:  # light paper: levels from 0 (ink) up to PAPER_POINT of the paper's, stretched to 255
+    sigma = MID_GREY_SIGMA if abs(paper - 127.5) < MID_GREY * 255 else DESCREEN_SIGMA
+    blurred = img.filter(ImageFilter.GaussianBlur(sigma))
+    cumulative = np.cumsum(blurred.histogram())
+    darkest = int(np.searchsorted(cumulative, 0.0005 * cumulative[-1], side="right"))
+    lightest = int(np.searchsorted(cumulative, 0.9995 * cumulative[-1]))
+    if paper - darkest >= lightest - paper:  # dark ink: levels from 0 up to PAPER_POINT of the paper's, to 255
         point = max(1.0, PAPER_POINT * paper)
         lut = [min(255, round(level * 255 / point)) for level in range(256)]
-    else:  # dark paper, light ink: the same from 255 down
+    else:  # light ink: the same from 255 down
         point = max(1.0, PAPER_POINT * (255 - paper))
         lut = [max(0, 255 - round((255 - level) * 255 / point)) for level in range(256)]
     return blurred.point(lut)
@@ -172,14 +212,21 @@ def descreen(img: Image.Image) -> Image.Image:
 
 def _frame_mean(img: Image.Image) -> float:
     """The mean grey of a grey picture's outer PAPER_FRAME (of its shorter side, at least a pixel)."""
-    width, height = img.size
-    band = max(1, round(PAPER_FRAME * min(width, height)))
-    strips = [(0, 0, width, band), (0, height - band, width, height)]  # top, bottom; then the sides between
-    if height > 2 * band:
-        strips += [(0, band, band, height - band), (width - band, band, width, height - band)]
     total = count = 0.0
-    for box in strips:
+    for box in _frame_boxes(img.size):
         stat = ImageStat.Stat(img.crop(box))
         total += stat.sum[0]
         count += stat.count[0]
     return total / count
+
+
+def _frame_boxes(size: tuple[int, int], most: int | None = None) -> list[tuple[int, int, int, int]]:
+    """The boxes of a picture's outer PAPER_FRAME of its shorter side (at least a pixel, at most
+    ``most`` px): top, bottom, then the sides between them, no pixel twice."""
+    width, height = size
+    band = max(1, round(PAPER_FRAME * min(width, height)))
+    band = min(band, most) if most else band
+    boxes = [(0, 0, width, band), (0, height - band, width, height)]
+    if height > 2 * band:
+        boxes += [(0, band, band, height - band), (width - band, band, width, height - band)]
+    return boxes
