@@ -8,8 +8,8 @@ them as ink all over the page: before this module, such scans of validation digi
 a colour none of their eight neighbours has, and blurred until the dots merge back into grey; a dot
 the blur leaves apart on light paper is then taken for paper (``descreen``). Grey paper, a third to
 two thirds black, is drawn as dots touching at their corners; it is recognised by its frame. A
-two-level picture with clean edges (a thresholded scan, a binarised MNIST digit, a digit drawn without anti-aliasing,
-even with a one-pixel pen) has next to none and is left as it is.
+two-level picture with clean edges (a thresholded scan, a binarised MNIST digit, a digit drawn
+without anti-aliasing, even with a one-pixel pen) has next to none and is left as it is.
 
 Saved as JPEG or WebP, a halftone is no longer two levels: the dots blur a little and ring. It is
 still nearly two levels, and cut halfway between them it shows its dots again; such scans read 14 %
@@ -46,7 +46,7 @@ PAPER_FRAME = 0.1
 # Grey paper a third to two thirds black has no dots by ``lone_pixels``; it is a halftone when the
 # frame's outer FRAME_BAND px (at most PAPER_FRAME of the shorter side) hold its rarer colour at
 # FRAME_MIX of their pixels or more, and pixels touching none of their own colour side to side make
-# FRAME_ALONE of that colour or more (Floyd-Steinberg's greys 60-200: 0.46 and up).
+# FRAME_ALONE of that colour or more (Floyd-Steinberg's greys 60-230: 0.46 and up).
 FRAME_BAND = 32
 FRAME_MIX = 0.15
 FRAME_ALONE = 0.3
@@ -192,9 +192,9 @@ def lone_pixels(img: Image.Image, level: int, band_rows: int = BAND_ROWS) -> int
 
 def descreen(img: Image.Image) -> Image.Image:
     """A grey halftone's grey levels: each pixel the Gaussian-weighted mean of the dots around it,
-    and every level nearer the paper's than PAPER_POINT of the way from the far end (ink) the
-    paper's. The ink is the blur's extreme (0.05th or 99.95th percentile) further from the paper's
-    level, the level of the picture's frame."""
+    then every level past PAPER_POINT of the way from the ink's end (0 or 255) to the paper's level
+    made the paper's. The paper's level is the frame's mean; the ink's end is the side of the
+    blurred picture's extreme (its 0.05th or 99.95th percentile) further from it."""
     paper = _frame_mean(img)
     sigma = MID_GREY_SIGMA if abs(paper - 127.5) < MID_GREY * 255 else DESCREEN_SIGMA
     blurred = img.filter(ImageFilter.GaussianBlur(sigma))
@@ -222,7 +222,8 @@ def _frame_mean(img: Image.Image) -> float:
 
 def _frame_boxes(size: tuple[int, int], most: int | None = None) -> list[tuple[int, int, int, int]]:
     """The boxes of a picture's outer PAPER_FRAME of its shorter side (at least a pixel, at most
-    ``most`` px): top, bottom, then the sides between them, no pixel twice."""
+    ``most`` px): top, bottom, then the sides between them (no pixel twice in a picture over two
+    bands tall)."""
     width, height = size
     band = max(1, round(PAPER_FRAME * min(width, height)))
     band = min(band, most) if most else band
