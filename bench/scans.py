@@ -10,8 +10,8 @@ Pillow's ``convert("1")``, Floyd-Steinberg, as a scanner's black-and-white photo
 the last two again at a low resolution, the digit 14-29 px tall; and the dithered scan saved
 lossily, as a JPEG and as a WebP (quality 60-95, half the JPEGs in colour, as some scanning apps
 write them; WebP always stores colour); and dithered again on grey paper (levels 100-200). Each
-file goes through ``digitcloud.inputs.decode`` and the model. Printed: accuracy per kind, for each weights file.
-``--no-descreen`` reads the dithered scans as the pipeline did before ``digitcloud.halftone``.
+file goes through ``digitcloud.inputs.decode`` and the model. Printed: accuracy per kind, for each
+weights file. ``--no-descreen`` reads the dithered scans as the pipeline did before ``digitcloud.halftone``.
 Nothing is written to disk (the scans are MNIST-derived).
 """
 

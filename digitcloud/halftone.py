@@ -147,9 +147,8 @@ def _grey_paper_drawn(img: Image.Image, level: int) -> bool:
         same = np.zeros_like(mask)
         for dy, dx in ((0, 1), (2, 1), (1, 0), (1, 2)):
             same |= padded[dy : dy + mask.shape[0], dx : dx + mask.shape[1]] == mask
-        marked = int(mask.sum())
         total += mask.size
-        rarer += marked
+        rarer += int(mask.sum())
         alone += int((~same).sum())
     rarer = min(rarer, total - rarer)
     return rarer >= FRAME_MIX * total and alone >= FRAME_ALONE * rarer
@@ -158,14 +157,20 @@ def _grey_paper_drawn(img: Image.Image, level: int) -> bool:
 def _halfway(counts: list[int]) -> int | None:
     """The level halfway between a nearly two-level picture's darkest and lightest (see NEAR_SHARE),
     from its histogram; None when the picture is not nearly two-level."""
-    total = sum(counts)
     cumulative = np.cumsum(counts)
-    dark = int(np.searchsorted(cumulative, 0.005 * total, side="right"))
-    light = int(np.searchsorted(cumulative, 0.995 * total))
+    total = cumulative[-1]
+    dark, light = _extremes(cumulative, 0.005, 0.995)
     if light - dark < MIN_SPREAD:
         return None
     near = cumulative[dark + NEAR_LEVELS] + total - cumulative[light - NEAR_LEVELS - 1]
     return (dark + light + 1) // 2 if near >= NEAR_SHARE * total else None
+
+
+def _extremes(cumulative: np.ndarray, low: float, high: float) -> tuple[int, int]:
+    """The levels at the ``low`` and ``high`` shares of a histogram's pixels (``cumulative``: its
+    running sum): its darkest and lightest, a few outliers aside."""
+    dark = int(np.searchsorted(cumulative, low * cumulative[-1], side="right"))
+    return dark, int(np.searchsorted(cumulative, high * cumulative[-1]))
 
 
 def lone_pixels(img: Image.Image, level: int, band_rows: int = BAND_ROWS) -> int:
@@ -198,9 +203,7 @@ def descreen(img: Image.Image) -> Image.Image:
     paper = _frame_mean(img)
     sigma = MID_GREY_SIGMA if abs(paper - 127.5) < MID_GREY * 255 else DESCREEN_SIGMA
     blurred = img.filter(ImageFilter.GaussianBlur(sigma))
-    cumulative = np.cumsum(blurred.histogram())
-    darkest = int(np.searchsorted(cumulative, 0.0005 * cumulative[-1], side="right"))
-    lightest = int(np.searchsorted(cumulative, 0.9995 * cumulative[-1]))
+    darkest, lightest = _extremes(np.cumsum(blurred.histogram()), 0.0005, 0.9995)
     if paper - darkest >= lightest - paper:  # dark ink: levels from 0 up to PAPER_POINT of the paper's, to 255
         point = max(1.0, PAPER_POINT * paper)
         lut = [min(255, round(level * 255 / point)) for level in range(256)]
