@@ -27,6 +27,9 @@ BOX = 20  # the ink's bounding box is fitted into BOX x BOX, as in MNIST
 # (at 0.3 the dots a dithered scan on grey paper leaves round its digit were raised with it).
 STROKE_WINDOW = 0.1
 FAINT_STROKE = 0.5
+# A crop whose longer side is under SMALL_CROP px has too few pixels to measure its pen or its strokes' level: both
+# steps leave it as it is (an MNIST-sized digit, given off-centre in 28x28, keeps its anti-aliasing).
+SMALL_CROP = 24
 THIN_PEN = 0.09  # pen width / digit size below which the pen is widened: MNIST's 5th percentile
 PEN_TARGET = 0.12  # ... to about this (MNIST's 25th percentile is 0.115, its median 0.135)
 MIN_CONTRAST = 24.0  # grey levels between paper and ink below which an image counts as blank
@@ -253,10 +256,10 @@ def strokes_at_full_ink(crop: np.ndarray) -> np.ndarray:
     blurred, a light touch, a stroke where the light is stronger read at a fraction of the darkest
     ink, and the model reads a faint stroke as none (a 9 whose loop is faint at the top read as 4).
     A stroke's soft edge keeps its share of the stroke's core, as MNIST's anti-aliasing does. A crop
-    under 24 px is left alone: its window would be a pixel or two, less than a pen, and would raise
-    an MNIST-sized digit's anti-aliased edge, which a digit given off-centre in 28x28 must keep.
+    under ``SMALL_CROP`` is left alone: its window would be a pixel or two, less than a pen, and would
+    raise an MNIST-sized digit's anti-aliased edge, which a digit given off-centre in 28x28 must keep.
     """
-    if max(crop.shape) < 24:
+    if max(crop.shape) < SMALL_CROP:
         return crop
     near = morphology.local_max(crop, max(1, round(STROKE_WINDOW * max(crop.shape) / 2.5)))
     return np.asarray(np.clip(crop / np.maximum(near, FAINT_STROKE), 0.0, 1.0), dtype=crop.dtype)
@@ -270,7 +273,7 @@ def widen_thin_pen(crop: np.ndarray) -> np.ndarray:
     ``THIN_PEN`` the ink is dilated to about ``PEN_TARGET``; anything at or above is left alone.
     """
     size = max(crop.shape)
-    if size < 24:
+    if size < SMALL_CROP:
         return crop  # too few pixels to measure a width
     relative = morphology.stroke_width(crop) / size
     if relative >= THIN_PEN:
