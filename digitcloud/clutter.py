@@ -767,10 +767,7 @@ def _pooled(mask: np.ndarray, cells: int) -> tuple[np.ndarray, int]:
     """``mask`` pooled onto a grid of at most ``cells`` cells a side (a cell is set when any of its
     pixels is), and the cell's side in pixels."""
     cell = max(1, -(-max(mask.shape) // cells))
-    h, w = -(-mask.shape[0] // cell), -(-mask.shape[1] // cell)
-    padded = np.zeros((h * cell, w * cell), dtype=bool)
-    padded[: mask.shape[0], : mask.shape[1]] = mask
-    return np.asarray(padded.reshape(h, cell, w, cell).any(axis=(1, 3))), cell
+    return morphology.pooled_max(mask.astype(bool, copy=False), cell), cell
 
 
 def drawn_mark(mask: np.ndarray) -> np.ndarray | None:

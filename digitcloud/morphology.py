@@ -1,5 +1,5 @@
 """Filters and measures on numpy images, without scipy: sliding-window minimum and maximum (and
-a pooled local maximum), a region with a ring round it (and its 3x3 erosion), 8-connected parts,
+a pooled maximum, local or per cell), a region with a ring round it (and its 3x3 erosion), 8-connected parts,
 and a pen's width. Used by ``paper``, ``clutter`` and ``photo``."""
 
 from __future__ import annotations
@@ -39,12 +39,17 @@ def local_max(a: np.ndarray, cell: int) -> np.ndarray:
     """Per pixel of ``a``, the maximum over its cell of a grid of ``cell`` x ``cell`` cells and the
     8 cells round it: a sliding maximum over a window 2-3 cells wide, for a pooling's cost (a
     41-pixel sliding window over a 400x300 image took 7.4 ms, this 0.5 ms)."""
+    grid = sliding(np.pad(pooled_max(a, cell), 1, mode="edge"), 3, np.max)
+    return np.repeat(np.repeat(grid, cell, axis=0), cell, axis=1)[: a.shape[0], : a.shape[1]]
+
+
+def pooled_max(a: np.ndarray, cell: int) -> np.ndarray:
+    """``a`` pooled onto a grid of ``cell`` x ``cell`` cells, each the maximum of its pixels (for a
+    mask: set when any is); the last row and column of cells may hang over ``a``'s edge."""
     h, w = -(-a.shape[0] // cell), -(-a.shape[1] // cell)
     padded = np.zeros((h * cell, w * cell), dtype=a.dtype)
     padded[: a.shape[0], : a.shape[1]] = a
-    grid = padded.reshape(h, cell, w, cell).max(axis=(1, 3))
-    grid = sliding(np.pad(grid, 1, mode="edge"), 3, np.max)
-    return np.repeat(np.repeat(grid, cell, axis=0), cell, axis=1)[: a.shape[0], : a.shape[1]]
+    return np.asarray(padded.reshape(h, cell, w, cell).max(axis=(1, 3)))
 
 
 def with_ring(mask: np.ndarray) -> np.ndarray:
