@@ -63,6 +63,7 @@ PLAIN: dict[str, Any] = {
     "dust": 0,  # specks of dust or dirt on the photo (tests.synthetic.dust), up to 3 px across
     "glare": 0.0,  # a lamp's highlight on glossy paper, washing this share towards white (0: none)
     "pen_on_page": None,  # the pen lying on the page: "level" (near its top or bottom) or "upright" (a side)
+    "pen_thick": 0.07,  # ... that share of the picture thick: 0.07 about the digit's own strokes
     "turn": 0.0,  # the digit turned by this many degrees on the page, either way: a phone held askew over plain paper
     "keystone": 0.0,  # the phone tilted back: the photo's top row takes in this share of its width more each side
     "shake": 0.0,  # a hand's shake: a horizontal blur this many pixels long per 400 px of the shorter side
@@ -165,6 +166,7 @@ CONDITIONS: dict[str, dict[str, Any]] = {
     "glare 0.9": plain(glare=0.9),
     "pen lying on the page": plain(pen_on_page="level"),
     "pen lying upright beside the digit": plain(pen_on_page="upright"),
+    "pen lying upright beside the digit, twice as thick": plain(pen_on_page="upright", pen_thick=0.14),
     "turned 10 degrees": plain(turn=10.0),
     "turned 15 degrees": plain(turn=15.0),
     "turned 20 degrees": plain(turn=20.0),
@@ -233,7 +235,7 @@ def render(digit: np.ndarray, c: dict[str, Any], rng: np.random.Generator) -> by
     if c["glare"]:
         photo = glare(photo, rng, c["glare"])
     if c["pen_on_page"]:
-        photo = pen_on_page(photo, rng, upright=c["pen_on_page"] == "upright")
+        photo = pen_on_page(photo, rng, upright=c["pen_on_page"] == "upright", thick=c["pen_thick"])
     photo = camera(photo, c)
     return encode(photo, c["format"], **({"quality": c["quality"]} if c["format"] == "JPEG" else {}))
 

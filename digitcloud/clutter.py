@@ -92,10 +92,10 @@ SPECK_SQUARE = 5
 # as long as thick or more, filling BAR_FILL of that rectangle, within BAR_TILT degrees of level
 # or of upright, with the rest of the ink on one side of it, the rest's size between BAR_REST of
 # the bar's length and BAR_LONGER times less than it, and at least BAR_MASS of its cells; an upright
-# bar also BAR_APART of the rest's size away from it. Parts are found on a grid of at most
-# BAR_CELLS cells a side.
+# bar also BAR_APART of the rest's size away from it, or BAR_THICKER times as thick as the rest's
+# strokes. Parts are found on a grid of at most BAR_CELLS cells a side.
 BAR_LONG, BAR_FILL, BAR_TILT = 4.0, 0.8, 15.0
-BAR_LONGER, BAR_REST, BAR_APART, BAR_MASS = 1.8, 0.25, 0.35, 0.25
+BAR_LONGER, BAR_REST, BAR_APART, BAR_MASS, BAR_THICKER = 1.8, 0.25, 0.35, 0.25, 1.5
 # A pen lying across the digit or touching it (see _touching_bar): a band of rows each holding
 # BAR_BAND of the fullest row's ink, TOUCH_LONGER times the rest's size and reaching BAR_PAST of
 # that past the rest at both ends, the rest TOUCH_MIN cells or more; TOUCH_MARGIN cells round it
@@ -996,14 +996,15 @@ def _is_lying_bar(bar: np.ndarray, rest: np.ndarray) -> bool:
     ``BAR_REST`` of its length at least (a "1" with a dot beside it is no pen beside a digit), and
     with ``BAR_MASS`` of its cells at least (a digit has as much ink as a pen or more; a faint short
     mark beside a "1" has a fifth). Upright, it must also stand ``BAR_APART`` of the rest's size
-    away from it.
+    away from it, or be ``BAR_THICKER`` times as thick as the rest's strokes (``_pen_width``).
 
     A digit's own straight strokes, lifted off the rest, fail these. A detached top bar of a 7 or a
     5, or a 2's base, is about as long as the rest is tall. A 4's stem stands upright and may be
     twice as long as a short arm, but it stands next to the arm: in the test's drawings (60 seeds)
-    at most 0.28 of the arm's size away, where a pen lying by the digit's side is mostly further.
-    One MNIST 5 has a detached flag 1.8 to 2.1 times its body's size, rising 20 degrees: the tilt
-    limit keeps it.
+    at most 0.28 of the arm's size away, where a pen lying by the digit's side is mostly further;
+    and it is written with the arm's pen (at most 1.06 times as thick in those drawings, where the
+    pen that wrote a digit is many times as thick as its line). One MNIST 5 has a detached flag 1.8
+    to 2.1 times its body's size, rising 20 degrees: the tilt limit keeps it.
     """
     centre, axes, long, thick = _bar_axes(bar)
     # axes[:, 1] is the long axis (row, column): level when its row share is small, upright when
@@ -1017,7 +1018,16 @@ def _is_lying_bar(bar: np.ndarray, rest: np.ndarray) -> bool:
     gap = max(across.min() - thick / 2, -thick / 2 - across.max())  # positive when beside
     if gap <= 0 or not _rest_sized(size, long, BAR_LONGER) or len(rest) < BAR_MASS * len(bar):
         return False
-    return bool(level or gap >= BAR_APART * size)
+    return bool(level or gap >= BAR_APART * size or _pen_width(bar) >= BAR_THICKER * _pen_width(rest))
+
+
+def _pen_width(cells: np.ndarray) -> float:
+    """The mean width of the strokes the cells ``cells`` (row, column pairs) make, in cells
+    (``morphology.stroke_width``)."""
+    ys, xs = cells[:, 0].astype(np.int64), cells[:, 1].astype(np.int64)
+    mask = np.zeros((np.ptp(ys) + 3, np.ptp(xs) + 3), dtype=np.float32)  # a blank frame: the edge is outline
+    mask[ys - ys.min() + 1, xs - xs.min() + 1] = 1.0
+    return morphology.stroke_width(mask)
 
 
 def _bar_shaped(long: float, thick: float, cells: int) -> bool:

@@ -322,20 +322,25 @@ def glare(picture: Image.Image, rng: np.random.Generator, strength: float = 0.9)
 
 
 def pen_on_page(
-    picture: Image.Image, rng: np.random.Generator, upright: bool = False, at: float | None = None
+    picture: Image.Image,
+    rng: np.random.Generator,
+    upright: bool = False,
+    at: float | None = None,
+    thick: float = 0.07,
 ) -> Image.Image:
-    """``picture`` with the pen that wrote the digit lying on the page: a dark rounded bar 7 % of
-    the picture's height thick and 80 % of its width long, near the top or the bottom (or its
-    middle ``at`` that share of the height down), turned up to 10 degrees; ``upright``: the same
-    turned a quarter, near the left or the right side (``at``: that share of the width in from the
-    right)."""
+    """``picture`` with the pen that wrote the digit lying on the page: a dark rounded bar ``thick``
+    of the picture's height thick (7 %: about as thick as a digit half the picture's height is
+    written) and 80 % of its width long, near the top or the bottom (or its middle ``at`` that share
+    of the height down), turned up to 10 degrees; ``upright``: the same turned a quarter, near the
+    left or the right side (``at``: that share of the width in from the right)."""
     if upright:
-        level = pen_on_page(picture.transpose(Image.Transpose.ROTATE_90), rng, at=at)
+        level = pen_on_page(picture.transpose(Image.Transpose.ROTATE_90), rng, at=at, thick=thick)
         return level.transpose(Image.Transpose.ROTATE_270)
     w, h = picture.size
     y = (float(rng.choice([0.1, 0.9])) if at is None else at) * 2 * h
     body = Image.new("L", (2 * w, 2 * h), 0)  # drawn at twice the size, for a smooth outline
-    ImageDraw.Draw(body).rounded_rectangle((0.2 * w, y - 0.07 * h, 1.8 * w, y + 0.07 * h), radius=0.06 * h, fill=255)
+    box = (0.2 * w, y - thick * h, 1.8 * w, y + thick * h)
+    ImageDraw.Draw(body).rounded_rectangle(box, radius=thick * h * 6 / 7, fill=255)
     body = body.rotate(float(rng.uniform(-10, 10)), center=(w, y)).resize((w, h), Image.Resampling.LANCZOS)
     return Image.composite(Image.new("RGB", (w, h), (30, 30, 40)), picture.convert("RGB"), body)
 

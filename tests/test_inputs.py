@@ -771,6 +771,44 @@ def test_a_pen_lying_upright_near_the_digit_is_not_part_of_it(monkeypatch: pytes
     assert misread_at_half >= 6, misread_at_half
 
 
+def test_a_pen_thicker_than_the_digits_strokes_lying_upright_next_to_it_is_not_part_of_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # given digits with the pen lying upright by their side, nearer than BAR_APART, and twice as
+    # thick as the digit is written (a real pen is many times as thick as its line)
+    kept_without = 0
+    for digit in (2, 6, 8):
+        page = centred_page(digit)
+        plain = inputs.decode(encode(page))
+        for at in (0.2, 0.25, 0.75, 0.78):
+            for seed in range(2):
+                photo = encode(pen_on_page(page, np.random.default_rng(seed), upright=True, at=at, thick=0.14))
+                # then each reads as the digit alone
+                assert similarity(inputs.decode(photo), plain) > 0.85, (digit, at, seed)
+                with monkeypatch.context() as m:
+                    m.setattr(clutter, "BAR_THICKER", float("inf"))
+                    kept_without += similarity(inputs.decode(photo), plain) < 0.6
+    # where, with the pen's thickness not looked at, most kept the pen
+    assert kept_without >= 18, kept_without
+
+
+def test_a_7_with_a_thin_bar_apart_from_its_thick_stem_keeps_its_stem(
+    mnist_train: tuple[np.ndarray, np.ndarray],
+) -> None:
+    # given MNIST's 7 (the 40,874th training digit) enlarged to 60 px as a clean mask: its thin top
+    # bar lies apart from its stem, an upright bar 1.23 times as thick as the bar, nearer than BAR_APART
+    images, labels = mnist_train
+    assert labels[40873] == 7
+    level = np.asarray(Image.fromarray(images[40873]).resize((60, 60), Image.Resampling.BICUBIC), np.float32) / 255
+    mask = level > 0.25
+    # then the stem is no pen lying beside the bar
+    assert clutter.lying_bar(mask) is None
+    # which BAR_THICKER's margin keeps: asked for 1.2 times as thick, the stem is taken for a pen
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(clutter, "BAR_THICKER", 1.2)
+        assert clutter.lying_bar(mask) is not None
+
+
 def test_a_1_with_a_faint_mark_beside_it_is_no_pen_beside_the_mark(
     monkeypatch: pytest.MonkeyPatch, mnist_train: tuple[np.ndarray, np.ndarray]
 ) -> None:
