@@ -79,9 +79,13 @@ def components(mask: np.ndarray) -> tuple[np.ndarray, int]:
     Each row's runs of set pixels are joined to the runs touching them in the row above
     (union-find over runs), so the work grows with the number of runs, not of pixels."""
     h, w = mask.shape
-    edges = np.diff(np.pad(mask, ((0, 0), (1, 1))).astype(np.int8), axis=1)
-    run_rows, starts = np.nonzero(edges == 1)
-    ends = np.nonzero(edges == -1)[1]  # one past each run's last column
+    padded = np.zeros((h, w + 2), dtype=bool)
+    padded[:, 1:-1] = mask
+    # where a pixel differs from the one left of it, in the flattened rows: each row starts and
+    # ends blank, so its changes come in pairs, a run's start and one past its end
+    change = np.flatnonzero(padded[:, 1:] != padded[:, :-1])
+    run_rows, starts = np.divmod(change[0::2], w + 1)
+    ends = change[1::2] % (w + 1)  # one past each run's last column
     parent = list(range(starts.size))
 
     def root(i: int) -> int:
@@ -90,15 +94,17 @@ def components(mask: np.ndarray) -> tuple[np.ndarray, int]:
             i = parent[i]
         return i
 
-    row_start = np.searchsorted(run_rows, np.arange(h + 1))
-    for y in range(1, h):
-        above, above_end = int(row_start[y - 1]), int(row_start[y])
-        for i in range(int(row_start[y]), int(row_start[y + 1])):
+    # plain lists: indexing numpy arrays one element at a time is several times slower
+    first = np.searchsorted(run_rows, np.arange(h + 1)).tolist()  # each row's first run
+    run_start, run_end = starts.tolist(), ends.tolist()
+    for y in np.unique(run_rows[run_rows > 0]).tolist():  # rows without runs join nothing
+        above, above_end = first[y - 1], first[y]
+        for i in range(first[y], first[y + 1]):
             # runs above overlapping columns start - 1 .. end (8-connected)
-            while above < above_end and ends[above] < starts[i]:
+            while above < above_end and run_end[above] < run_start[i]:
                 above += 1
             j = above
-            while j < above_end and starts[j] <= ends[i]:
+            while j < above_end and run_start[j] <= run_end[i]:
                 a, b = root(i), root(j)
                 if a != b:
                     parent[max(a, b)] = min(a, b)

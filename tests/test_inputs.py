@@ -1784,6 +1784,29 @@ def test_local_max_is_the_maximum_over_a_pixels_cell_and_the_cells_round_it(shap
             assert got[y, x] == a[max(0, top) : top + 3 * cell, max(0, left) : left + 3 * cell].max(), (y, x)
 
 
+@pytest.mark.parametrize("shape", [(1, 1), (1, 12), (12, 1), (7, 9), (40, 33)])
+def test_components_are_the_8_connected_parts_numbered_in_reading_order(shape: tuple[int, int]) -> None:
+    rng = np.random.default_rng(2)
+    for density in (0.0, 0.2, 0.45, 0.7, 1.0):
+        mask = rng.random(shape) < density
+        labels, count = morphology.components(mask)
+        # a flood fill over the 8 neighbours, started at each unlabelled set pixel in reading order
+        expected, found = np.zeros(shape, dtype=np.int64), 0
+        for y, x in np.argwhere(mask).tolist():
+            if expected[y, x]:
+                continue
+            found += 1
+            expected[y, x], todo = found, [(y, x)]
+            while todo:
+                cy, cx = todo.pop()
+                for ny in range(max(0, cy - 1), min(shape[0], cy + 2)):
+                    for nx in range(max(0, cx - 1), min(shape[1], cx + 2)):
+                        if mask[ny, nx] and not expected[ny, nx]:
+                            expected[ny, nx] = found
+                            todo.append((ny, nx))
+        assert count == found and np.array_equal(labels, expected), density
+
+
 def test_a_faint_stroke_is_brought_to_full_ink_and_a_faint_grain_raised_only_so_far() -> None:
     crop = np.zeros((100, 100), dtype=np.float32)
     crop[10:90, 20:28] = 1.0  # a stroke at full ink
