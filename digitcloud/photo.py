@@ -136,10 +136,11 @@ def _normalize_grey(grey: np.ndarray, light_ink: bool, even_light: bool) -> _Rea
         level = clutter.turned(level, lines_turn)
     level = clutter.erase_printed_box(level)
     # The ink's box: strong ink decides where the digit is (faint specks are ignored; dust far from
-    # it, a pen lying beside it, an outline drawn round it and a line drawn under it left out), then
-    # the faint anti-aliased edge right around it is kept so a clean digit is cropped exactly.
+    # it or in dots clear of it, a pen lying beside it, an outline drawn round it and a line drawn
+    # under it left out), then the faint anti-aliased edge right around it is kept so a clean digit
+    # is cropped exactly.
     strong = clutter.without_specks(level > 0.25)
-    for find in (clutter.lying_bar, clutter.drawn_mark):
+    for find in (clutter.dust_dots, clutter.lying_bar, clutter.drawn_mark):
         mark = find(strong)
         if mark is not None:
             strong, level = strong & ~mark, np.where(mark, 0.0, level).astype(level.dtype)

@@ -735,6 +735,44 @@ def test_dust_specks_away_from_the_digit_do_not_stretch_its_crop(monkeypatch: py
         assert np.array_equal(inputs.decode(photo), unsearched), seed
 
 
+def test_dust_specks_near_a_small_digit_are_left_out_when_clear_of_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    # given digits photographed small (0.15 of a 1000x750 photo's height), then dusted with twenty
+    # dark specks 1-3 px across anywhere but on the digit: some land within 5 % of the photo of it
+    misread_without = 0
+    for digit in (2, 4, 8):
+        ink = draw_digit(digit, np.random.default_rng(digit))
+        page = photograph(ink, np.random.default_rng(digit), size=(1000, 750), digit_height=0.15, offset=(0.5, 0.5))
+        specks = functools.partial(dust, count=20, clear=(0.44, 0.42, 0.56, 0.58))
+        # then each reads as the digit does without the dust
+        misread_without += count_misread_without(
+            monkeypatch, page, specks, range(4), "dust_dots", digit, off=lambda mask: None
+        )
+    # where, with dots clear of the digit kept, the specks near it set the crop's box in some of them
+    assert misread_without >= 5, misread_without
+
+
+def test_dust_dots_are_small_and_clear_of_the_other_ink() -> None:
+    # given a ring 8 px thick, a 3x3 dot 6 px from it (a stroke's broken piece, or a stray dot of
+    # the digit's own), a 3x3 dot 40 px from it, and a 5x5 dot 40 px from it on the other side
+    yy, xx = np.mgrid[:200, :200]
+    radius = np.hypot(yy - 100, xx - 100)
+    ring = (radius >= 30) & (radius < 38)
+    mask = ring.copy()
+    mask[99:102, 144:147] = True  # 6 px outside the ring
+    mask[99:102, 178:181] = True  # 40 px outside it
+    mask[98:103, 18:23] = True  # 40 px outside it, 5 px across
+    found = clutter.dust_dots(mask)
+    assert found is not None
+    # then only the far 3x3 dot goes (with 2 px round it): the near one is too near, the 5x5 not under
+    # half the pen (4 px) across, and none of the ring goes
+    assert found[99:102, 178:181].all() and found[97:104, 176:183].all()
+    assert not found[99:102, 144:147].any() and not found[98:103, 18:23].any() and not (found & ring).any()
+    assert found.sum() == 7 * 7
+    # and with a pen 3 px wide (half of it under DOT_MIN_PX) nothing is looked for
+    thin = ((radius >= 30) & (radius < 33)) | ((yy >= 99) & (yy < 100) & (xx >= 178) & (xx < 179))
+    assert clutter.dust_dots(thin) is None
+
+
 @pytest.mark.parametrize("upright", [False, True], ids=["above or below", "upright by its side"])
 def test_a_pen_lying_beside_the_digit_is_not_part_of_it(monkeypatch: pytest.MonkeyPatch, upright: bool) -> None:
     # given digits photographed with the pen that wrote them lying on the page above or below
