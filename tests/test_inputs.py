@@ -501,8 +501,9 @@ def test_ruled_paper_under_heavy_noise_reads_as_plain_paper(monkeypatch: pytest.
                 m.setattr(clutter, "PAPER_LINE_ALONG", 1)
                 m.setattr(clutter, "PAPER_LINE_NOISE", 0.0)
                 misread_without += similarity(inputs.decode(photo), plain) < 0.75
-    # where, searched and erased as on clean paper, the turned ones and a level one were not
-    assert misread_without >= 4, misread_without
+    # where, searched and erased as on clean paper, the turned ones were not (nor was a level 2
+    # until clutter.dust_dots took out the dots that search leaves of its lines)
+    assert misread_without >= 3, misread_without
 
 
 def test_a_jpeg_echo_beside_a_faint_line_leaves_it_a_line() -> None:
