@@ -732,14 +732,7 @@ def dust_dots(mask: np.ndarray) -> np.ndarray | None:
     labels, count = morphology.components(mask)
     if count < 2:
         return None
-    ys, xs = np.nonzero(labels)
-    owner = labels[ys, xs]
-    top, bottom = np.full(count + 1, ys.max()), np.zeros(count + 1, np.int64)
-    left, right = np.full(count + 1, xs.max()), np.zeros(count + 1, np.int64)
-    np.minimum.at(top, owner, ys)
-    np.maximum.at(bottom, owner, ys)
-    np.minimum.at(left, owner, xs)
-    np.maximum.at(right, owner, xs)
+    top, bottom, left, right = morphology.part_boxes(labels, count)
     small = np.flatnonzero(np.maximum(bottom - top, right - left)[1:] + 1 < DOT_PEN * pen) + 1
     if small.size == 0:
         return None

@@ -1,6 +1,6 @@
 """Filters and measures on numpy images, without scipy: sliding-window minimum and maximum (and
-a pooled maximum, local or per cell), a region with a ring round it (and its 3x3 erosion), 8-connected parts,
-and a pen's width. Used by ``paper``, ``clutter`` and ``photo``."""
+a pooled maximum, local or per cell), a region with a ring round it (and its 3x3 erosion), 8-connected parts
+and their boxes, and a pen's width. Used by ``paper``, ``clutter`` and ``photo``."""
 
 from __future__ import annotations
 
@@ -117,3 +117,18 @@ def components(mask: np.ndarray) -> tuple[np.ndarray, int]:
     labels = np.zeros(h * w, dtype=np.int64)
     labels[pixels] = np.repeat(ids, lengths)
     return labels.reshape(h, w), int(ids.max()) if ids.size else 0
+
+
+def part_boxes(labels: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The box of each part of ``components``' ``labels``: top, bottom, left and right rows and
+    columns (inclusive), indexed by label (index 0, off every part, is an empty box)."""
+    ys, xs = np.nonzero(labels)
+    owner = labels[ys, xs]
+    h, w = labels.shape
+    top, bottom = np.full(count + 1, h), np.full(count + 1, -1)
+    left, right = np.full(count + 1, w), np.full(count + 1, -1)
+    np.minimum.at(top, owner, ys)
+    np.maximum.at(bottom, owner, ys)
+    np.minimum.at(left, owner, xs)
+    np.maximum.at(right, owner, xs)
+    return top, bottom, left, right

@@ -237,12 +237,7 @@ def digits_side_by_side(box: np.ndarray) -> int:
 
 def _tallest_stroke(mask: np.ndarray) -> int:
     """The height of the tallest 8-connected part of ``mask``."""
-    labels, count = morphology.components(mask)
-    ys = np.nonzero(labels)[0]
-    top = np.full(count + 1, mask.shape[0])
-    bottom = np.full(count + 1, -1)
-    np.minimum.at(top, labels[labels > 0], ys)
-    np.maximum.at(bottom, labels[labels > 0], ys)
+    top, bottom, _, _ = morphology.part_boxes(*morphology.components(mask))
     return int((bottom - top).max()) + 1
 
 

@@ -1824,7 +1824,7 @@ def test_local_max_is_the_maximum_over_a_pixels_cell_and_the_cells_round_it(shap
 
 
 @pytest.mark.parametrize("shape", [(1, 1), (1, 12), (12, 1), (7, 9), (40, 33)])
-def test_components_are_the_8_connected_parts_numbered_in_reading_order(shape: tuple[int, int]) -> None:
+def test_components_are_the_8_connected_parts_in_reading_order_with_their_boxes(shape: tuple[int, int]) -> None:
     rng = np.random.default_rng(2)
     for density in (0.0, 0.2, 0.45, 0.7, 1.0):
         mask = rng.random(shape) < density
@@ -1844,6 +1844,11 @@ def test_components_are_the_8_connected_parts_numbered_in_reading_order(shape: t
                             expected[ny, nx] = found
                             todo.append((ny, nx))
         assert count == found and np.array_equal(labels, expected), density
+        # and each part's box is the span of its pixels
+        top, bottom, left, right = morphology.part_boxes(labels, count)
+        for part in range(1, count + 1):
+            ys, xs = np.nonzero(labels == part)
+            assert (top[part], bottom[part], left[part], right[part]) == (ys.min(), ys.max(), xs.min(), xs.max())
 
 
 def test_a_faint_stroke_is_brought_to_full_ink_and_a_faint_grain_raised_only_so_far() -> None:
